@@ -1,0 +1,243 @@
+"""Guarded HTTP: the only way a primitive reaches the network.
+
+Every hop of a request is checked against the template's `allowed_hosts` before it is made:
+
+- the URL's scheme is http or https and its host is listed (a name exactly, case-insensitively;
+  an IP literal as an address or inside a listed CIDR network);
+- the host's name is resolved here, and every address it resolves to must be public: private,
+  loopback, link-local, shared, reserved and multicast addresses are refused unless that address
+  itself is listed (`127.0.0.1`, `10.0.0.0/8`);
+- the connection goes to the checked address (the name travels in the Host header and as TLS
+  SNI), so a DNS answer that changes between check and connect (DNS rebinding) cannot redirect it;
+- redirects are not followed by the HTTP client: each `Location` is checked as a new hop;
+- proxies from the environment are ignored, time is bounded and the body is read up to a cap.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import socket
+import time
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import httpx
+from pydantic import AfterValidator
+
+from grammar_ops.findings import HostNotAllowed, PrimitiveError
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+REDIRECT_STATUSES = {301, 302, 303, 307, 308}
+
+
+@dataclass(frozen=True)
+class CheckedTarget:
+    """A URL whose host passed the allow-list, with the address to connect to."""
+
+    url: httpx.URL
+    host: str
+    address: IPAddress
+
+
+@dataclass(frozen=True)
+class GuardedResponse:
+    """A response read within the size cap."""
+
+    url: str
+    status_code: int
+    headers: Mapping[str, str]
+    content: bytes
+
+
+def resolve_host(host: str, port: int) -> list[str]:
+    """Every address `host` resolves to (the system resolver; tests replace this function)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as error:
+        raise PrimitiveError(f"cannot resolve host `{host}`: {error}") from None
+    return sorted({str(info[4][0]) for info in infos})
+
+
+def _parse_allowed(allowed_hosts: Collection[str]) -> tuple[set[str], list[IPNetwork]]:
+    names: set[str] = set()
+    networks: list[IPNetwork] = []
+    for entry in allowed_hosts:
+        text = entry.strip().lower().rstrip(".")
+        try:
+            networks.append(ipaddress.ip_network(text.strip("[]"), strict=False))
+        except ValueError:
+            names.add(text)
+    return names, networks
+
+
+def _as_address(text: str) -> IPAddress | None:
+    try:
+        address = ipaddress.ip_address(text.strip("[]").split("%")[0])
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def _describe(address: IPAddress) -> str:
+    for label, flag in (
+        ("a loopback", address.is_loopback),
+        ("a link-local", address.is_link_local),
+        ("a private", address.is_private),
+        ("a multicast", address.is_multicast),
+        ("an unspecified", address.is_unspecified),
+        ("a reserved", address.is_reserved),
+    ):
+        if flag:
+            return label
+    return "a non-public"
+
+
+def check_target(url: httpx.URL | str, allowed_hosts: Collection[str]) -> CheckedTarget:
+    """Check one hop against the allow-list and resolve the address to connect to.
+
+    Raises:
+        HostNotAllowed: the scheme, host or a resolved address is not allowed.
+    """
+    url = httpx.URL(url)
+    listed = ", ".join(sorted(allowed_hosts)) or "none"
+    if url.scheme not in {"http", "https"}:
+        raise HostNotAllowed(f"URL scheme `{url.scheme}` is not allowed; use http or https")
+    host = url.host.lower().rstrip(".")
+    if not host:
+        raise HostNotAllowed(f"URL `{url}` has no host")
+    names, networks = _parse_allowed(allowed_hosts)
+    literal = _as_address(host)
+    if literal is not None:
+        if not any(literal in network for network in networks):
+            raise HostNotAllowed(
+                f"address `{host}` is not in allowed_hosts ({listed}); list it in the "
+                "template's `allowed_hosts` to reach it"
+            )
+        return CheckedTarget(url, host, literal)
+    if host not in names:
+        raise HostNotAllowed(
+            f"host `{host}` is not in allowed_hosts ({listed}); list it in the template's "
+            "`allowed_hosts` to reach it"
+        )
+    port = url.port or (443 if url.scheme == "https" else 80)
+    addresses = [a for a in (_as_address(text) for text in resolve_host(host, port)) if a]
+    if not addresses:
+        raise PrimitiveError(f"host `{host}` resolved to no usable address")
+    for address in addresses:
+        if not address.is_global and not any(address in network for network in networks):
+            raise HostNotAllowed(
+                f"host `{host}` resolves to {address}, {_describe(address)} address; private, "
+                "loopback and link-local addresses are reachable only when the address itself "
+                f"is listed in allowed_hosts (add `{address}` to reach it)"
+            )
+    return CheckedTarget(url, host, addresses[0])
+
+
+def guarded_request(
+    method: str,
+    url: str,
+    *,
+    allowed_hosts: Collection[str],
+    timeout_s: float,
+    max_bytes: int,
+    max_redirects: int = 0,
+    json_body: Any = None,
+    content: bytes | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> GuardedResponse:
+    """Make an HTTP request that can only reach allowed hosts (see the module docstring).
+
+    Redirects are followed (up to `max_redirects`, GET only) by checking each hop here. A
+    response larger than `max_bytes` fails the request.
+
+    Raises:
+        HostNotAllowed: a hop is outside the allow-list.
+        PrimitiveError: timeout, connection failure, too many redirects or an oversized body.
+    """
+    if json_body is not None:
+        content = json.dumps(json_body, default=str, ensure_ascii=False).encode("utf-8")
+    started = time.monotonic()
+    current = httpx.URL(url)
+    with httpx.Client(follow_redirects=False, trust_env=False) as client:
+        for _hop in range(max_redirects + 1):
+            target = check_target(current, allowed_hosts)
+            remaining = timeout_s - (time.monotonic() - started)
+            if remaining <= 0:
+                raise PrimitiveError(f"request to `{target.host}` ran past {timeout_s} s")
+            response = _send(client, method, target, content, headers or {}, remaining, max_bytes)
+            location = response.headers.get("location")
+            if response.status_code in REDIRECT_STATUSES and location and method == "GET":
+                current = current.join(location)
+                continue
+            return response
+    raise PrimitiveError(
+        f"`{url}` redirected more than {max_redirects} time(s); raise max_redirects or use the "
+        "final URL"
+    )
+
+
+def _send(
+    client: httpx.Client,
+    method: str,
+    target: CheckedTarget,
+    content: bytes | None,
+    headers: Mapping[str, str],
+    timeout_s: float,
+    max_bytes: int,
+) -> GuardedResponse:
+    host_header = target.url.netloc.decode("ascii").rsplit("@", 1)[-1]
+    pinned = target.url.copy_with(host=str(target.address))
+    extensions = {"sni_hostname": target.host} if target.url.scheme == "https" else {}
+    request_headers = {**headers, "Host": host_header}
+    if content is not None:
+        request_headers.setdefault("Content-Type", "application/json")
+    try:
+        with client.stream(
+            method,
+            pinned,
+            content=content,
+            headers=request_headers,
+            timeout=httpx.Timeout(timeout_s),
+            extensions=extensions,
+        ) as response:
+            declared = response.headers.get("content-length")
+            if declared and declared.isdigit() and int(declared) > max_bytes:
+                raise PrimitiveError(_too_large(target, max_bytes))
+            body = bytearray()
+            for chunk in response.iter_bytes():
+                body.extend(chunk)
+                if len(body) > max_bytes:
+                    raise PrimitiveError(_too_large(target, max_bytes))
+            return GuardedResponse(
+                url=str(target.url),
+                status_code=response.status_code,
+                headers=dict(response.headers),
+                content=bytes(body),
+            )
+    except httpx.TimeoutException:
+        raise PrimitiveError(
+            f"request to `{target.host}` timed out after {timeout_s:.1f} s"
+        ) from None
+    except httpx.HTTPError as error:
+        raise PrimitiveError(f"request to `{target.host}` failed: {error}") from None
+
+
+def _too_large(target: CheckedTarget, max_bytes: int) -> str:
+    return f"response from `{target.host}` is larger than max_bytes={max_bytes}; raise the cap"
+
+
+def check_http_url(url: str) -> str:
+    """`url` when it is an http(s) URL; the host itself is checked when a request is made."""
+    if not url.startswith(("http://", "https://")):
+        raise ValueError("url must start with http:// or https://")
+    return url
+
+
+HttpUrl = Annotated[str, AfterValidator(check_http_url)]
+"""A config field holding an http(s) URL for a guarded request."""

@@ -1,0 +1,1 @@
+"""The built-in primitives, one module per family (`acquire`, `transform`, `validate`, ...)."""
