@@ -1,0 +1,198 @@
+"""The planner prompt, composed in priority order with a byte-identical shared prefix.
+
+Order: instructions (a file), the allowed capabilities' schema, the goal (always whole) and the
+step's fixed limits form the *prefix*, identical for every call of one planning step, so
+SGLang's prefix cache serves it. After it come what varies: the results so far (verbatim under
+1 KB, a structured summary up to 100 KB, a reference with schema and sample beyond), the
+remaining budget, and on a retry the diagnostics of the rejected attempt.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import pyarrow as pa
+
+from grammar_ops import Catalog, Finding
+from grammar_ops.capability_schema import render_capability_tier
+from marigold_dagster.artifacts import StepValue, TableRef
+from marigold_dagster.budget import BudgetStatus
+
+VERBATIM_BYTES = 1_000
+SUMMARY_BYTES = 100_000
+SAMPLE_ROWS = 2
+SAMPLE_CHARS = 100
+CATEGORY_CHARS = 40
+DISTINCT_LIMIT = 10
+MAX_RESULT_DEPTH = 100  # a result nested deeper is described, never rendered
+
+
+@cache
+def planner_instructions() -> str:
+    return resources.files("marigold_dagster").joinpath("prompts/planner.md").read_text("utf-8")
+
+
+@dataclass(frozen=True)
+class PlannerPrompt:
+    """A prompt in two parts; `prefix` is identical across calls of one planning step."""
+
+    prefix: str
+    variable: str
+    tier: int
+
+    @property
+    def text(self) -> str:
+        return self.prefix + self.variable
+
+
+def capability_section(catalog: Catalog, names: Iterable[str], tier: int) -> str:
+    """Tiers 1..`tier` of the capability schema for the allowed names, concatenated."""
+    chosen = sorted(set(names))
+    parts = [render_capability_tier(catalog, level, chosen).text for level in range(1, tier + 1)]
+    return "\n\n".join(parts)
+
+
+def prompt_prefix(
+    catalog: Catalog,
+    goal: str,
+    presets: Mapping[str, Mapping[str, Any]],
+    *,
+    tier: int,
+    max_steps: int,
+    max_depth: int,
+    composable: Sequence[str] = (),
+) -> str:
+    pinned = {name: dict(config) for name, config in sorted(presets.items()) if config}
+    lines = [
+        planner_instructions().rstrip(),
+        "",
+        "## Allowed capabilities",
+        capability_section(catalog, presets, tier),
+    ]
+    if pinned:
+        lines += ["", "## Pinned configuration", json.dumps(pinned, sort_keys=True, indent=1)]
+    if composable:
+        lines += ["", "## You may also compose these primitives", ", ".join(sorted(composable))]
+    lines += [
+        "",
+        "## Goal",
+        goal.strip(),
+        "",
+        "## Limits",
+        f"At most {max_steps} steps; depth at most {max_depth}.",
+        "",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def prompt_variable(
+    results: Mapping[str, StepValue],
+    budget: BudgetStatus | None,
+    failures: Sequence[Sequence[Finding]] = (),
+    phase: int = 1,
+) -> str:
+    lines = [f"## Phase {phase}", "", "## Results available"]
+    if not results:
+        lines.append("(none)")
+    for name, value in results.items():
+        lines += [f"### {name}", describe_result(value)]
+    if budget is not None:
+        lines += ["", "## Budget used so far", budget.describe()]
+    if failures:
+        lines += ["", "## Your previous answer was rejected"]
+        for finding in failures[-1]:
+            lines.append(f"- {finding}")
+        lines.append("Fix every point above and answer again with a complete fragment.")
+    return "\n".join(lines) + "\n"
+
+
+def describe_result(value: StepValue) -> str:
+    """A result for the prompt: verbatim, summarised, or by reference, by its size."""
+    loaded = value.load()
+    if _deeper_than(loaded, MAX_RESULT_DEPTH):
+        return (
+            f"{value.kind.value}, not shown: nested deeper than the limit of {MAX_RESULT_DEPTH} "
+            "levels (MAX_RESULT_DEPTH)"
+        )
+    as_json = _to_json(loaded)
+    size = len(as_json.encode("utf-8"))
+    if size <= VERBATIM_BYTES:
+        return f"{value.kind.value}, verbatim:\n{as_json}"
+    # Stable facts (kind, columns) first and sizes last, so calls share a longer prefix.
+    summary = _summary(loaded)
+    if size <= SUMMARY_BYTES:
+        return f"{value.kind.value}, summarised:\n{json.dumps(summary)}\n({size:,} bytes)"
+    payload = value.payload
+    where = f" at {payload.path}" if isinstance(payload, TableRef) else ""
+    summary.pop("value_counts", None)
+    return (
+        f"{value.kind.value}, by reference (schema and sample):\n"
+        f"{json.dumps(summary)}\n({size:,} bytes{where})"
+    )
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether lists and dicts in `value` nest more than `limit` levels (checked iteratively)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children = item.values()
+        elif isinstance(item, (list, tuple)):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+def _to_json(value: Any) -> str:
+    if isinstance(value, pa.Table):
+        value = value.to_pylist()
+    if hasattr(value, "model_dump"):
+        value = value.model_dump(mode="json")
+    return json.dumps(value, default=_jsonable, sort_keys=True)
+
+
+def _jsonable(value: Any) -> Any:
+    return value.model_dump(mode="json") if hasattr(value, "model_dump") else str(value)
+
+
+def _summary(value: Any) -> dict[str, Any]:
+    rows = value.to_pylist() if isinstance(value, pa.Table) else value
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        text = _to_json(value)
+        return {"type": type(value).__name__, "head": text[:VERBATIM_BYTES]}
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    summary: dict[str, Any] = {"columns": {}, "rows": len(rows), "value_counts": {}}
+    for column in columns:
+        values = [row.get(column) for row in rows if row.get(column) is not None]
+        summary["columns"][column] = type(values[0]).__name__ if values else "null"
+        counts = _category_counts(values, len(rows))
+        if counts:
+            summary["value_counts"][column] = counts
+    summary["sample"] = [
+        {k: (str(v)[:SAMPLE_CHARS] if isinstance(v, str) else v) for k, v in row.items()}
+        for row in rows[:SAMPLE_ROWS]
+    ]
+    return summary
+
+
+def _category_counts(values: list[Any], rows: int) -> dict[str, int] | None:
+    """Counts per value for a categorical column (few, short, repeated values), else None."""
+    if not values or any(isinstance(v, str) and len(v) > CATEGORY_CHARS for v in values):
+        return None
+    counts: dict[str, int] = {}
+    for item in values:
+        counts[str(item)] = counts.get(str(item), 0) + 1
+    if len(counts) > min(DISTINCT_LIMIT, max(rows // 2, 1)):
+        return None
+    return dict(sorted(counts.items()))
