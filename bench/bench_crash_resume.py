@@ -1,0 +1,96 @@
+"""Crash and resume: SIGKILL a batch run at a random point, re-execute it, count the rows.
+
+Each trial runs a batch job (keyed rows, chunks, a step per chunk that takes a set time per
+row) in a child process on a persistent SQLite instance in a temporary DAGSTER_HOME, kills it
+with SIGKILL at a random point (a random progress anchor in the run's event log, then a random
+delay), marks the dead run failed and re-executes it from failure in this process, then checks
+the merged table by key. Prints JSON: rows lost and rows duplicated over all trials (both must
+be 0), where the kills landed, and the time to recover (from the kill to the resumed run's
+success, marking included) as a ratio of an uninterrupted run's time measured in this process.
+
+    python bench/bench_crash_resume.py --trials 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+# The trial lives with the tests that run it in CI; make the repository importable from here.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from dagster import DagsterInstance  # noqa: E402
+
+from tests.marigold_dagster import crash_resume  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=10, help="kill-and-resume trials")
+    parser.add_argument("--rows", type=int, default=60, help="rows in the batch")
+    parser.add_argument("--size", type=int, default=10, help="rows per chunk")
+    parser.add_argument("--seconds-per-row", type=float, default=0.01, help="work per row")
+    parser.add_argument("--baseline-runs", type=int, default=3, help="uninterrupted runs")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    rng = random.Random(args.seed)
+    chunks = -(-args.rows // args.size)
+    with tempfile.TemporaryDirectory() as folder:
+        home = Path(folder) / "dagster_home"
+        crash_resume.write_instance(home)
+        template = Path(folder) / "crash_batch.yaml"
+        template.write_text(crash_resume.crash_template(args.rows, args.size, args.seconds_per_row))
+        with DagsterInstance.from_config(str(home)) as instance:
+            baseline = statistics.median(
+                crash_resume.uninterrupted_run(instance, str(template))
+                for _ in range(args.baseline_runs)
+            )
+            trials = []
+            for index in range(args.trials):
+                point = rng.choice(crash_resume.KILL_POINTS)
+                trials.append(
+                    crash_resume.run_trial(
+                        instance,
+                        home,
+                        str(template),
+                        args.rows,
+                        chunks,
+                        kill_at=point,
+                        jitter_s=rng.uniform(0.0, 0.5),
+                        trial=f"bench-{index}",
+                    )
+                )
+    recovered = [t.recovery_s / baseline for t in trials if t.landed != "after_success"]
+    landings = sorted({t.landed for t in trials})
+    rerun = [len(t.reexecuted_steps) for t in trials if t.reexecuted_steps]
+    report = {
+        "trials": len(trials),
+        "rows_per_trial": args.rows,
+        "chunks_per_trial": chunks,
+        "rows_lost": sum(t.rows_lost for t in trials),
+        "rows_duplicated": sum(t.rows_duplicated for t in trials),
+        "kills_landed": dict(Counter(t.landed for t in trials)),
+        "kill_anchors": dict(Counter(t.kill_at for t in trials)),
+        "uninterrupted_run_s": round(baseline, 3),
+        "recovery_ratio_median": round(statistics.median(recovered), 3) if recovered else None,
+        "recovery_ratio_max": round(max(recovered), 3) if recovered else None,
+        "recovery_ratio_by_landing": {
+            landed: round(
+                statistics.median(t.recovery_s / baseline for t in trials if t.landed == landed), 3
+            )
+            for landed in landings
+        },
+        "steps_rerun_median": statistics.median(rerun) if rerun else 0,
+    }
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
