@@ -67,7 +67,8 @@ def main() -> None:
                         trial=f"bench-{index}",
                     )
                 )
-    recovered = [t.recovery_s / baseline for t in trials if t.landed != "after_success"]
+    finished = {"after_success", "after_last_step"}  # nothing was left to re-execute
+    recovered = [t.recovery_s / baseline for t in trials if t.landed not in finished]
     landings = sorted({t.landed for t in trials})
     rerun = [len(t.reexecuted_steps) for t in trials if t.reexecuted_steps]
     report = {

@@ -31,6 +31,7 @@ from dagster import (
     execute_job,
 )
 from dagster._core.definitions.reconstruct import ReconstructableJob
+from dagster._core.execution.plan.state import KnownExecutionState
 
 from marigold_dagster.errors import MarigoldError
 
@@ -90,6 +91,21 @@ def reconstructable_job(definitions_file: str | Path, job_name: str) -> Reconstr
     )
 
 
+def steps_left(instance: DagsterInstance, run_id: str) -> list[str]:
+    """The step keys re-execution from failure would run for `run_id`, by Dagster's own reckoning.
+
+    Empty when every step succeeded: a worker killed after its last step, before it recorded
+    the run's success, leaves a run that failed with all of its work done.
+    """
+    run = instance.get_run_by_id(run_id)
+    if run is None:
+        raise MarigoldError(f"no run {run_id} in this Dagster instance")
+    step_keys, _ = KnownExecutionState.build_resume_retry_reexecution(
+        instance=instance, parent_run=run
+    )
+    return list(step_keys)
+
+
 def resume_run(
     instance: DagsterInstance,
     run_id: str,
@@ -102,8 +118,9 @@ def resume_run(
     `log_level` sets the console logger's level (the event log keeps everything regardless).
 
     Raises:
-        MarigoldError: when there is no such run, or it did not fail (only a failed run - one
-            paused at a gate, say - can be re-executed from failure).
+        MarigoldError: when there is no such run, it did not fail (only a failed run - one
+            paused at a gate, say - can be re-executed from failure), or every step of it
+            succeeded (there is nothing left to run; its outputs are the parent run's).
     """
     run = instance.get_run_by_id(run_id)
     if run is None:
@@ -112,6 +129,12 @@ def resume_run(
         raise MarigoldError(
             f"run {run_id} is {run.status.value}; only a failed run (e.g. one paused at a gate) "
             "can be resumed from failure"
+        )
+    if not steps_left(instance, run_id):
+        raise MarigoldError(
+            f"every step of run {run_id} succeeded, so there is nothing to re-execute: its "
+            "worker stopped after the last step, before it recorded the run's success; the "
+            "results are in that run's outputs"
         )
     run_config: dict[str, Any] = {**run.run_config, "execution": IN_PROCESS}
     if log_level is not None:

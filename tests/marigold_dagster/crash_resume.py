@@ -6,6 +6,8 @@ recovers in this process:
 
 - no run recorded (killed before `execute_job` created it): run the job from the start;
 - the run finished (killed after it succeeded): nothing to recover;
+- every step succeeded but the run was killed before it recorded success: mark it failed, and
+  nothing is left to re-execute (`gate_resume.steps_left` is empty);
 - the run is left NOT_STARTED, STARTING or STARTED: nothing will ever finish it, because a
   SIGKILLed process writes no RUN_FAILURE and, with `execute_job` in process, there is no run
   launcher or daemon whose run monitoring could notice the worker is gone. This process has
@@ -38,7 +40,6 @@ import pyarrow.parquet as pq
 from dagster import (
     DagsterEventType,
     DagsterInstance,
-    DagsterInvariantViolationError,
     DagsterRun,
     DagsterRunStatus,
     FilesystemIOManager,
@@ -52,6 +53,7 @@ from pydantic import BaseModel
 
 from grammar_ops import Kind, application_capability, standard_catalog
 from marigold_dagster.compiler import compile_frame
+from marigold_dagster.gate_resume import steps_left
 from marigold_dagster.loader import load_template
 
 TRIAL_TAG = "marigold/crash_trial"
@@ -138,7 +140,7 @@ class TrialResult:
 
     kill_at: str
     killed_after_s: float
-    landed: str  # no_run | not_started | mid_run | after_success
+    landed: str  # no_run | not_started | mid_run | after_last_step | after_success
     steps_done_at_kill: int
     rows_in: int
     rows_out: int
@@ -209,16 +211,11 @@ def recover(
         instance.report_run_failed(
             run, "the run worker was killed (SIGKILL); marked failed to re-execute from failure"
         )
-    whole = ReexecutionOptions(parent_run_id=run.run_id)
-    options = ReexecutionOptions.from_failure(run.run_id, instance) if done else whole
-    try:
-        result_cm = execute_job(job, instance, run_config=IN_PROCESS, reexecution_options=options)
-    except DagsterInvariantViolationError:
-        # Dagster refuses "from failure" when the first steps to run are mapped steps of a
-        # fan-out it cannot see persisted (no step finished, or the kill fell right after the
-        # split): nothing to reuse, so the run is re-executed whole.
-        result_cm = execute_job(job, instance, run_config=IN_PROCESS, reexecution_options=whole)
-    with result_cm as result:
+    if not steps_left(instance, run.run_id):
+        # Killed after its last step, before RUN_SUCCESS: the work is done, in this run.
+        return "after_last_step", done, run
+    options = ReexecutionOptions.from_failure(run.run_id, instance)
+    with execute_job(job, instance, run_config=IN_PROCESS, reexecution_options=options) as result:
         assert result.success, "the re-execution from failure failed"
         final = instance.get_run_by_id(result.run_id)
     assert final is not None

@@ -15,6 +15,7 @@ import pytest
 from click.testing import CliRunner
 from dagster import AssetRecordsFilter, DagsterEventType, DagsterInstance, execute_job
 
+from marigold_dagster.errors import MarigoldError
 from marigold_dagster.frame import Frame
 from marigold_dagster.gate_commands import approve, reject
 from marigold_dagster.gate_decisions import (
@@ -27,7 +28,7 @@ from marigold_dagster.gate_decisions import (
     record_decision,
 )
 from marigold_dagster.gate_ops import gate_decision_job
-from marigold_dagster.gate_resume import reconstructable_job, resume_run
+from marigold_dagster.gate_resume import reconstructable_job, resume_run, steps_left
 from marigold_dagster.loader import load_template
 from marigold_dagster.run_summary import summarise_run
 
@@ -231,6 +232,25 @@ def test_resuming_before_a_decision_pauses_again_and_keeps_the_first_pause_time(
     assert done.success
     counted = starts(postgres_instance, paused, again.run_id, done.run_id)
     assert counted["prepare"] == 1 and counted["sign_off"] == 3 and counted["send"] == 1
+
+
+def test_a_run_failed_after_its_last_step_has_nothing_to_resume(project, postgres_instance):
+    """A worker killed after its last step, before RUN_SUCCESS, leaves all work done."""
+    project.add("no_gate", gated("no_gate").split("  - name: sign_off")[0])
+    run_id = project.launch(postgres_instance, "no_gate")
+    run = postgres_instance.get_run_by_id(run_id)
+    postgres_instance.report_run_failed(run, "the run worker was killed (SIGKILL)")
+    assert postgres_instance.get_run_by_id(run_id).status.value == "FAILURE"
+
+    assert steps_left(postgres_instance, run_id) == []
+    with pytest.raises(MarigoldError, match="every step of run .* succeeded"):
+        resume_run(postgres_instance, run_id, project.definitions)
+
+
+def test_a_paused_run_has_its_gate_and_what_follows_left_to_run(project, postgres_instance):
+    project.add("left", gated("left"))
+    paused = project.launch(postgres_instance, "left")
+    assert set(steps_left(postgres_instance, paused)) == {"sign_off", "send", "report"}
 
 
 def test_the_decision_job_records_a_decision_queryable_by_run_id(project, postgres_instance):
