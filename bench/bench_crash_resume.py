@@ -1,7 +1,8 @@
 """Crash and resume: SIGKILL a batch run at a random point, re-execute it, count the rows.
 
 Each trial runs a batch job (keyed rows, chunks, a step per chunk that takes a set time per
-row) in a child process on a persistent SQLite instance in a temporary DAGSTER_HOME, kills it
+row) in a child process on a persistent instance in a temporary DAGSTER_HOME (SQLite, or
+PostgreSQL with `--postgres-url`, as CI's kill trials use), kills it
 with SIGKILL at a random point (a random progress anchor in the run's event log, then a random
 delay), marks the dead run failed and re-executes it from failure in this process, then checks
 the merged table by key. Prints JSON: rows lost and rows duplicated over all trials (both must
@@ -9,6 +10,8 @@ be 0), where the kills landed, and the time to recover (from the kill to the res
 success, marking included) as a ratio of an uninterrupted run's time measured in this process.
 
     python bench/bench_crash_resume.py --trials 10
+    python bench/bench_crash_resume.py --trials 10 \
+        --postgres-url postgresql://postgres@127.0.0.1:5432/test
 """
 
 from __future__ import annotations
@@ -38,13 +41,16 @@ def main() -> None:
     parser.add_argument("--seconds-per-row", type=float, default=0.01, help="work per row")
     parser.add_argument("--baseline-runs", type=int, default=3, help="uninterrupted runs")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--postgres-url", default=None, help="run storage on this PostgreSQL database, not SQLite"
+    )
     args = parser.parse_args()
 
     rng = random.Random(args.seed)
     chunks = -(-args.rows // args.size)
     with tempfile.TemporaryDirectory() as folder:
         home = Path(folder) / "dagster_home"
-        crash_resume.write_instance(home)
+        crash_resume.write_instance(home, args.postgres_url)
         template = Path(folder) / "crash_batch.yaml"
         template.write_text(crash_resume.crash_template(args.rows, args.size, args.seconds_per_row))
         with DagsterInstance.from_config(str(home)) as instance:
@@ -79,6 +85,7 @@ def main() -> None:
         "rows_duplicated": sum(t.rows_duplicated for t in trials),
         "kills_landed": dict(Counter(t.landed for t in trials)),
         "kill_anchors": dict(Counter(t.kill_at for t in trials)),
+        "storage": "postgres" if args.postgres_url else "sqlite",
         "uninterrupted_run_s": round(baseline, 3),
         "recovery_ratio_median": round(statistics.median(recovered), 3) if recovered else None,
         "recovery_ratio_max": round(max(recovered), 3) if recovered else None,

@@ -25,6 +25,7 @@ from grammar_ops.network import HttpUrl, guarded_request
 from grammar_ops.primitive import Primitive, PrimitiveConfig
 
 MAX_DOCUMENT_BYTES = 100_000_000  # the largest `max_bytes` a config may set, per document
+MAX_DOCUMENTS_TOTAL_BYTES = 2_000_000_000  # the largest `max_total_bytes` a config may set
 MAX_RESPONSE_BYTES = 100_000_000  # the largest `max_bytes` a config may set, per response
 MAX_JSON_DEPTH = 100  # deeper JSON is refused before it is parsed
 
@@ -160,6 +161,12 @@ class LoadDocumentsConfig(
         "skip", description="What to do with a file over `max_bytes`."
     )
     max_documents: int = Field(10_000, gt=0, description="Fail when more files match than this.")
+    max_total_bytes: int = Field(
+        256_000_000,
+        gt=0,
+        le=MAX_DOCUMENTS_TOTAL_BYTES,
+        description="Fail, before reading any file, when the documents to load add up to more.",
+    )
 
 
 class LoadDocuments(Primitive):
@@ -168,7 +175,8 @@ class LoadDocuments(Primitive):
     description = (
         "Loads every file matching the glob patterns under a folder (a template input or a path), "
         "sorted by relative path, as documents with id = relative path and metadata {path, "
-        "bytes}. Files over the size cap are skipped, truncated or fail the step."
+        "bytes}. Files over the size cap are skipped, truncated or fail the step; the step "
+        "fails before reading anything when the files to load add up to over max_total_bytes."
     )
     accepts = frozenset(Kind)
     ignores_input = True
@@ -195,9 +203,8 @@ class LoadDocuments(Primitive):
                 f"{len(files)} files match under `{root}`, more than max_documents="
                 f"{config.max_documents}; narrow `patterns` or raise the cap"
             )
-        documents = []
+        to_read: list[tuple[Path, str, int]] = []
         for file in sorted(files, key=lambda f: f.relative_to(root).as_posix()):
-            ctx.check_deadline()
             size = file.stat().st_size
             relative = file.relative_to(root).as_posix()
             if size > config.max_bytes:
@@ -209,6 +216,17 @@ class LoadDocuments(Primitive):
                 if config.oversize == "skip":
                     ctx.log.warning("skipping %s: %d bytes over the cap", relative, size)
                     continue
+            to_read.append((file, relative, size))
+        total = sum(min(size, config.max_bytes) for _, _, size in to_read)
+        if total > config.max_total_bytes:
+            raise PrimitiveError(
+                f"the {len(to_read)} documents under `{root}` add up to {total} bytes, over "
+                f"max_total_bytes={config.max_total_bytes}; narrow `patterns`, lower max_bytes "
+                "with oversize: skip|truncate, or raise the cap"
+            )
+        documents = []
+        for file, relative, size in to_read:
+            ctx.check_deadline()
             with file.open("rb") as handle:
                 raw = handle.read(config.max_bytes)
             documents.append(

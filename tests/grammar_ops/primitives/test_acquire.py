@@ -112,6 +112,16 @@ def test_load_documents_errors(make_ctx, docs_folder):
         run("acquire.load_documents", {"path": str(docs_folder / "note_001.txt")}, make_ctx())
 
 
+def test_load_documents_total_size_cap_counts_what_would_be_read(make_ctx, docs_folder):
+    notes = sum(f.stat().st_size for f in docs_folder.glob("*.txt") if f.name != "huge.txt")
+    readme = (docs_folder / "sub" / "readme.md").stat().st_size
+    config = {"path": str(docs_folder), "max_bytes": 1000, "max_total_bytes": notes + readme + 999}
+    with pytest.raises(PrimitiveError, match=r"add up to \d+ bytes, over max_total_bytes="):
+        run("acquire.load_documents", {**config, "oversize": "truncate"}, make_ctx())
+    kept = run("acquire.load_documents", {**config, "oversize": "skip"}, make_ctx())
+    assert len(kept) == 121, "a skipped file does not count towards the total"
+
+
 def test_load_documents_ignores_links_out_of_the_folder(make_ctx, tmp_path):
     secret = tmp_path / "secret.txt"
     secret.write_text("secret")
