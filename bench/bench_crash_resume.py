@@ -11,7 +11,7 @@ success, marking included) as a ratio of an uninterrupted run's time measured in
 
     python bench/bench_crash_resume.py --trials 10
     python bench/bench_crash_resume.py --trials 10 \
-        --postgres-url postgresql://postgres@127.0.0.1:5432/test
+        --postgres-url postgresql+psycopg2://postgres@127.0.0.1:5432/marigold_bench
 """
 
 from __future__ import annotations
@@ -42,7 +42,9 @@ def main() -> None:
     parser.add_argument("--baseline-runs", type=int, default=3, help="uninterrupted runs")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--postgres-url", default=None, help="run storage on this PostgreSQL database, not SQLite"
+        "--postgres-url",
+        default=None,
+        help="keep run storage in this PostgreSQL database (a postgresql+psycopg2:// URL)",
     )
     args = parser.parse_args()
 
