@@ -22,6 +22,7 @@ import random
 import statistics
 import sys
 import tempfile
+import uuid
 from collections import Counter
 from pathlib import Path
 
@@ -49,6 +50,8 @@ def main() -> None:
     args = parser.parse_args()
 
     rng = random.Random(args.seed)
+    # Trials are found by tag; a PostgreSQL database may hold runs of an earlier invocation.
+    session = uuid.uuid4().hex[:8]
     chunks = -(-args.rows // args.size)
     with tempfile.TemporaryDirectory() as folder:
         home = Path(folder) / "dagster_home"
@@ -72,7 +75,7 @@ def main() -> None:
                         chunks,
                         kill_at=point,
                         jitter_s=rng.uniform(0.0, 0.5),
-                        trial=f"bench-{index}",
+                        trial=f"bench-{session}-{index}",
                     )
                 )
     finished = {"after_success", "after_last_step"}  # nothing was left to re-execute
