@@ -1,4 +1,4 @@
-"""The run queue and pools block documented in dagster.yaml loads on a PostgreSQL instance."""
+"""The run queue, pools and run monitoring block of dagster.yaml loads on a PostgreSQL instance."""
 
 from __future__ import annotations
 
@@ -24,6 +24,14 @@ def test_documented_run_queue_block_configures_queue_and_pools(postgres_url: str
         assert config.run_queue_config.tag_concurrency_limits == runs["tag_concurrency_limits"]
         assert (
             config.pool_config.default_pool_limit == block["concurrency"]["pools"]["default_limit"]
+        )
+        monitoring = block["run_monitoring"]
+        assert instance.run_monitoring_enabled
+        assert instance.run_monitoring_start_timeout_seconds == monitoring["start_timeout_seconds"]
+        assert instance.run_monitoring_max_runtime_seconds == monitoring["max_runtime_seconds"]
+        assert (
+            instance.run_monitoring_settings["free_slots_after_run_end_seconds"]
+            == monitoring["free_slots_after_run_end_seconds"]
         )
 
 
