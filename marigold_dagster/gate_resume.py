@@ -1,10 +1,10 @@
-"""Resuming a run paused at a gate: re-execution from failure, in this process.
+"""Resuming a failed run (paused at a gate, or its worker killed): re-execution from failure.
 
 The job is rebuilt from the project's definitions file (the same `definitions.py` that
 `dagster dev` loads, so the same templates, catalog and resources), through a reconstructable
 pointer to `definitions_job`, and re-executed from failure with `execute_job`: the steps that
-succeeded before the gate are not run again (their outputs are loaded from the paused run's
-storage), and the re-executed gate acts on the recorded decision. This is what the UI's
+succeeded are not run again (their outputs are loaded from the failed run's storage), and a
+re-executed gate acts on the recorded decision. This is what the UI's
 "Re-execute from failure" button does for a run launched there.
 
     >>> resumed = resume_run(instance, run_id, Path("definitions.py"))
@@ -120,7 +120,7 @@ def resume_run(
     Raises:
         MarigoldError: when there is no such run, it did not fail (only a failed run - one
             paused at a gate, say - can be re-executed from failure), or every step of it
-            succeeded (there is nothing left to run; its outputs are the parent run's).
+            succeeded (there is nothing left to run; the run's own outputs are the result).
     """
     run = instance.get_run_by_id(run_id)
     if run is None:
