@@ -27,7 +27,7 @@ from marigold_dagster.planner import PlanRejected, plan_fragment
 from marigold_dagster.planning_ops import PlanProgress, plan_request
 from resources.sglang import SGLangResource
 from resources.sglang_test_server import GenerationRequest, SGLangTestServer, default_responder
-from tests.hostile.conftest import fuzz_examples
+from tests.fuzz_budget import fuzz_examples
 from tests.marigold_dagster.test_planning_ops import TEMPLATE
 
 ALLOWED = ["t.mark", "t.explode", "t.ask_each", "llm.generate", "aggregate.count"]

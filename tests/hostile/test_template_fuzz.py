@@ -25,7 +25,7 @@ from marigold_dagster.errors import TemplateError
 from marigold_dagster.frame import Frame
 from marigold_dagster.loader import load_template
 from marigold_dagster.yaml_source import MAX_ALIASES, MAX_DEPTH, MAX_NODES, MAX_TEMPLATE_BYTES
-from tests.hostile.conftest import fuzz_examples
+from tests.fuzz_budget import fuzz_examples
 
 ROOT = Path(__file__).resolve().parents[2]
 VALID_FILES = sorted(

@@ -32,6 +32,7 @@ from marigold_dagster.fragment_validation import (
     validate_fragment,
 )
 from marigold_dagster.template import Budget
+from tests.fuzz_budget import fuzz_examples
 from tests.marigold_dagster.conftest import TEST_CAPABILITIES
 
 CATALOG = standard_catalog().extended(TEST_CAPABILITIES)
@@ -865,9 +866,9 @@ answers = (
 )
 
 
-def examples(count: int) -> settings:
+def examples(ci_share: int) -> settings:
     return settings(
-        max_examples=count,
+        max_examples=fuzz_examples(ci_share),
         deadline=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     )
