@@ -1,7 +1,9 @@
 """The planning call: ask the planner model for a fragment, validate it, re-ask with diagnostics.
 
-Every attempt is recorded, rejected ones with their findings; after `max_attempts` rejections
-the step fails with the whole history. Nothing a planner answers runs before it is accepted.
+Before the first attempt, results of 10-100 KB are summarised by the model (one digest call
+each, see `planning_prompt.digest_call`); the digests join the prompt of every attempt. Every
+attempt is recorded, rejected ones with their findings; after `max_attempts` rejections the
+step fails with the whole history. Nothing a planner answers runs before it is accepted.
 """
 
 from __future__ import annotations
@@ -18,7 +20,12 @@ from marigold_dagster.artifacts import StepValue
 from marigold_dagster.budget import BudgetStatus, BudgetUse
 from marigold_dagster.errors import MarigoldError
 from marigold_dagster.fragment_validation import PlanningScope, ValidatedFragment, validate_fragment
-from marigold_dagster.planning_prompt import PlannerPrompt, prompt_prefix, prompt_variable
+from marigold_dagster.planning_prompt import (
+    PlannerPrompt,
+    digest_call,
+    prompt_prefix,
+    prompt_variable,
+)
 
 PLANNER_MAX_NEW_TOKENS = 2048
 
@@ -59,6 +66,8 @@ class PlanOutcome:
     fragment: ValidatedFragment | None = None
     prompt: PlannerPrompt | None = None
     usage: UsageMeter = field(default_factory=UsageMeter)
+    digests: dict[str, str] = field(default_factory=dict)
+    digest_failures: dict[str, str] = field(default_factory=dict)
 
 
 class PlanRejected(MarigoldError):
@@ -109,10 +118,13 @@ def plan_fragment(model: ModelClient, request: PlanRequest) -> PlanOutcome:
     schema = request.scope.json_schema()
     failures: list[Sequence[Finding]] = []
     descriptions = _descriptions(request.scope.catalog, request.scope.presets)
+    _digest_results(model, request.results, outcome)
     for number in range(1, request.max_attempts + 1):
         prompt = PlannerPrompt(
             prefix,
-            prompt_variable(request.results, request.budget, failures, request.phase),
+            prompt_variable(
+                request.results, request.budget, failures, request.phase, outcome.digests
+            ),
             request.tier,
         )
         outcome.prompt = prompt
@@ -157,6 +169,27 @@ def plan_fragment(model: ModelClient, request: PlanRequest) -> PlanOutcome:
             return outcome
         failures.append(verdict.findings)
     raise PlanRejected(request.step, outcome)
+
+
+def _digest_results(
+    model: ModelClient, results: Mapping[str, StepValue], outcome: PlanOutcome
+) -> None:
+    """Ask the model for a digest of each result that wants one; a failed call costs only that.
+
+    A result whose digest call fails is still shown by its structured summary; the failure is
+    kept on the outcome (and in the plan's metadata), never in the prompt.
+    """
+    calls = {name: call for name, value in results.items() if (call := digest_call(name, value))}
+    if not calls:
+        return
+    for name, result in zip(calls, model.complete_many(list(calls.values())), strict=True):
+        if isinstance(result, ModelError):
+            outcome.usage.record_failure()
+            outcome.digest_failures[name] = str(result)
+        else:
+            outcome.usage.record(result)
+            cut = " [...]" if result.finish_reason == "length" else ""
+            outcome.digests[name] = result.text + cut
 
 
 def _attempt(

@@ -46,7 +46,7 @@ from marigold_dagster.budget import (
 )
 from marigold_dagster.fragment_validation import PlanningScope, ValidatedFragment
 from marigold_dagster.frame import Frame, FrameStep
-from marigold_dagster.planner import PlanRejected, PlanRequest, plan_fragment
+from marigold_dagster.planner import PlanOutcome, PlanRejected, PlanRequest, plan_fragment
 from marigold_dagster.step_ops import RESULT, op_tags, retry_policy, run_artifacts_dir
 from marigold_dagster.step_runtime import (
     output_summary,
@@ -304,6 +304,7 @@ def build_plan_op(frame: Frame, step: FrameStep, phase: int) -> OpDefinition:
                 description=str(rejected),
                 metadata={
                     **_attempts_metadata(rejected.outcome),
+                    **_digest_metadata(rejected.outcome),
                     PHASE_COUNT_KEY: 1,
                     **rejected.outcome.usage.as_metadata(),
                 },
@@ -329,6 +330,7 @@ def build_plan_op(frame: Frame, step: FrameStep, phase: int) -> OpDefinition:
                 f"{fragment.estimate.steps} steps, ~{fragment.estimate.tokens:,} tokens"
             ),
             **_attempts_metadata(outcome),
+            **_digest_metadata(outcome),
             **outcome.usage.as_metadata(),
             **status.as_metadata(),
         }
@@ -379,6 +381,17 @@ def _attempts_metadata(outcome: Any) -> dict[str, Any]:
         "marigold/attempts": len(attempts),
         "marigold/rejected_attempts": sum(1 for a in attempts if not a.accepted),
         "marigold/validation": MetadataValue.json([a.as_json() for a in attempts]),
+    }
+
+
+def _digest_metadata(outcome: PlanOutcome) -> dict[str, Any]:
+    """The model's digests of 10-100 KB results that the prompt showed, and any that failed."""
+    if not outcome.digests and not outcome.digest_failures:
+        return {}
+    return {
+        "marigold/result_digests": MetadataValue.json(
+            {"digests": outcome.digests, "failed": outcome.digest_failures}
+        )
     }
 
 

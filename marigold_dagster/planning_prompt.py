@@ -2,9 +2,13 @@
 
 Order: instructions (a file), the allowed capabilities' schema, the goal (always whole) and the
 step's fixed limits form the *prefix*, identical for every call of one planning step, so
-SGLang's prefix cache serves it. After it come what varies: the results so far (verbatim under
-1 KB, a structured summary up to 100 KB, a reference with schema and sample beyond), the
-remaining budget, and on a retry the diagnostics of the rejected attempt.
+SGLang's prefix cache serves it. After it come what varies: the results so far, the remaining
+budget, and on a retry the diagnostics of the rejected attempt.
+
+A result is shown by its size as JSON: verbatim under 1 KB; a structured summary (columns, row
+count, value counts, a sample) up to 10 KB; up to 100 KB the structured summary plus a *digest*,
+a summary the model wrote in a call of its own before planning (`digest_call`); beyond that, by
+reference, with schema and sample.
 """
 
 from __future__ import annotations
@@ -18,13 +22,20 @@ from typing import Any
 
 import pyarrow as pa
 
-from grammar_ops import Catalog, Finding
+from grammar_ops import Catalog, Finding, ModelCall
 from grammar_ops.capability_schema import render_capability_tier
 from marigold_dagster.artifacts import StepValue, TableRef
 from marigold_dagster.budget import BudgetStatus
 
 VERBATIM_BYTES = 1_000
-SUMMARY_BYTES = 100_000
+STRUCTURED_BYTES = 10_000
+DIGEST_BYTES = 100_000
+DIGEST_MAX_TOKENS = 300
+DIGEST_INSTRUCTIONS = (
+    "Summarise the step result below for a planner deciding which steps to run next: what the "
+    "items are, the notable groups, values and outliers, and anything missing or unusual. Be "
+    "factual and brief; do not suggest steps.\n\n"
+)
 SAMPLE_ROWS = 2
 SAMPLE_CHARS = 100
 CATEGORY_CHARS = 40
@@ -96,12 +107,13 @@ def prompt_variable(
     budget: BudgetStatus | None,
     failures: Sequence[Sequence[Finding]] = (),
     phase: int = 1,
+    digests: Mapping[str, str] | None = None,
 ) -> str:
     lines = [f"## Phase {phase}", "", "## Results available"]
     if not results:
         lines.append("(none)")
     for name, value in results.items():
-        lines += [f"### {name}", describe_result(value)]
+        lines += [f"### {name}", describe_result(value, (digests or {}).get(name))]
     if budget is not None:
         lines += ["", "## Budget used so far", budget.describe()]
     if failures:
@@ -112,8 +124,12 @@ def prompt_variable(
     return "\n".join(lines) + "\n"
 
 
-def describe_result(value: StepValue) -> str:
-    """A result for the prompt: verbatim, summarised, or by reference, by its size."""
+def describe_result(value: StepValue, digest: str | None = None) -> str:
+    """A result for the prompt: verbatim, summarised, or by reference, by its size.
+
+    `digest` is the model's summary of the result (see `digest_call`); it is shown for results
+    between STRUCTURED_BYTES and DIGEST_BYTES.
+    """
     loaded = value.load()
     if _deeper_than(loaded, MAX_RESULT_DEPTH):
         return (
@@ -126,8 +142,11 @@ def describe_result(value: StepValue) -> str:
         return f"{value.kind.value}, verbatim:\n{as_json}"
     # Stable facts (kind, columns) first and sizes last, so calls share a longer prefix.
     summary = _summary(loaded)
-    if size <= SUMMARY_BYTES:
+    if size <= STRUCTURED_BYTES:
         return f"{value.kind.value}, summarised:\n{json.dumps(summary)}\n({size:,} bytes)"
+    if size <= DIGEST_BYTES:
+        text = f"{value.kind.value}, summarised:\n{json.dumps(summary)}\n({size:,} bytes)"
+        return text + (f"\nSummary by the model:\n{digest.strip()}" if digest else "")
     payload = value.payload
     where = f" at {payload.path}" if isinstance(payload, TableRef) else ""
     summary.pop("value_counts", None)
@@ -135,6 +154,36 @@ def describe_result(value: StepValue) -> str:
         f"{value.kind.value}, by reference (schema and sample):\n"
         f"{json.dumps(summary)}\n({size:,} bytes{where})"
     )
+
+
+def digest_call(name: str, value: StepValue) -> ModelCall | None:
+    """The model call that summarises result `name`, or None when its size needs no digest.
+
+    Results between STRUCTURED_BYTES and DIGEST_BYTES of JSON get one; the instructions come
+    first, so the digest calls of a run share a prefix.
+    """
+    loaded = value.load()
+    if _deeper_than(loaded, MAX_RESULT_DEPTH):
+        return None
+    as_json = _to_json(loaded)
+    if not STRUCTURED_BYTES < len(as_json.encode("utf-8")) <= DIGEST_BYTES:
+        return None
+    return ModelCall(
+        purpose="summarise",
+        prompt=f"{DIGEST_INSTRUCTIONS}Result `{name}` ({value.kind.value}):\n{as_json}",
+        max_new_tokens=DIGEST_MAX_TOKENS,
+        subject=_plain_text(loaded),
+    )
+
+
+def _plain_text(value: Any) -> str:
+    """The result as sentences (one per row for records), what a rule-based model reads."""
+    rows = value.to_pylist() if isinstance(value, pa.Table) else value
+    if isinstance(rows, list) and all(isinstance(row, dict) for row in rows):
+        return " ".join(
+            "; ".join(f"{k}: {v}" for k, v in row.items()).rstrip(".") + "." for row in rows
+        )
+    return _to_json(value)
 
 
 def _deeper_than(value: Any, limit: int) -> bool:
