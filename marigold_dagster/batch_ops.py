@@ -52,6 +52,7 @@ from marigold_dagster.dead_letters import (
     strip_dead_letter_columns,
 )
 from marigold_dagster.frame import Frame, FrameStep
+from marigold_dagster.metadata import metadata_int, metadata_str
 from marigold_dagster.step_ops import (
     RESULT,
     describe,
@@ -374,14 +375,16 @@ def recorded_chunks(context: OpExecutionContext, step_name: str) -> list[ChunkSp
                     continue
                 data = entry.get_dagster_event().step_output_data
                 meta = {k: v.value for k, v in data.metadata.items()}
-                source = TableRef(str(meta[_SOURCE_PATH]), int(meta[_SOURCE_ROWS]))
+                source = TableRef(
+                    metadata_str(meta, _SOURCE_PATH), metadata_int(meta, _SOURCE_ROWS)
+                )
                 chunks.append(
                     ChunkSpec(
                         source,
-                        int(meta[_START]),
-                        int(meta[_STOP]),
-                        int(meta[_INDEX]),
-                        int(meta[_TOTAL]),
+                        metadata_int(meta, _START),
+                        metadata_int(meta, _STOP),
+                        metadata_int(meta, _INDEX),
+                        metadata_int(meta, _TOTAL),
                     )
                 )
             return chunks
@@ -395,7 +398,8 @@ def _chunk_template_inputs(
 ) -> dict[str, str]:
     """The template inputs the chunk op was launched with (its op config in the run config)."""
     names = sorted(step.composition.template_inputs) if step.composition else []
-    supplied = context.run_config.get("ops", {}).get(step.name, {}).get("config", {}) or {}
+    run_config: Mapping[str, Any] = context.run_config  # plain config dicts, as launched
+    supplied = run_config.get("ops", {}).get(step.name, {}).get("config", {}) or {}
     inputs = {}
     for name in names:
         spec = frame.template.inputs[name]
@@ -468,7 +472,7 @@ def build_merge_op(frame: Frame, step: FrameStep) -> OpDefinition:
 
     def compute(
         context: OpExecutionContext, inputs: Mapping[str, list[ChunkOutcome]]
-    ) -> Iterator[Output]:
+    ) -> Iterator[Output | AssetCheckEvaluation]:
         by_start: dict[int, ChunkOutcome] = {}
         for outcome in inputs[CHUNKS]:
             if outcome.chunk.start in by_start:

@@ -14,6 +14,7 @@ from typing import Any
 
 from dagster import DagsterEventType, DagsterInstance
 
+from marigold_dagster.metadata import metadata_float, metadata_int
 from marigold_dagster.template import Budget
 
 STEP_COUNT_KEY = "marigold/budget_step"
@@ -112,15 +113,17 @@ def budget_use(instance: DagsterInstance, run_id: str) -> BudgetUse:
             metadata = failure.metadata if failure else {}
         values = {key: value.value for key, value in metadata.items()}
         key = (entry.step_key, "step")
-        if values.get(STEP_COUNT_KEY) and key not in counted:
+        step_count = metadata_int(values, STEP_COUNT_KEY, 0)
+        if step_count and key not in counted:
             counted.add(key)
-            steps += int(values[STEP_COUNT_KEY])
+            steps += step_count
         phase_key = (entry.step_key, "phase")
-        if values.get(PHASE_COUNT_KEY) and phase_key not in counted:
+        phase_count = metadata_int(values, PHASE_COUNT_KEY, 0)
+        if phase_count and phase_key not in counted:
             counted.add(phase_key)
-            phases += int(values[PHASE_COUNT_KEY])
-        tokens += int(values.get(TOKENS_KEY) or 0)
-        cost += float(values.get(COST_KEY) or 0.0)
+            phases += phase_count
+        tokens += metadata_int(values, TOKENS_KEY, 0)
+        cost += metadata_float(values, COST_KEY, 0.0)
     return BudgetUse(steps, phases, tokens, cost)
 
 

@@ -167,8 +167,8 @@ def _validate(answer: Any, scope: PlanningScope) -> Verdict:
             )
         )
     structural = False
-    for error in _schema_errors(answer, scope)[:20]:
-        finding = _schema_finding(error, scope)
+    for schema_error in _schema_errors(answer, scope)[:20]:
+        finding = _schema_finding(schema_error, scope)
         if finding is not None:
             findings.append(finding)
             structural = structural or finding.code == "SCHEMA"

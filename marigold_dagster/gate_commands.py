@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import click
+from dagster import DagsterInstance
 
 from marigold_dagster.errors import MarigoldError
 from marigold_dagster.gate_decisions import record_decision
@@ -55,7 +56,7 @@ def _decide(
         sys.exit(1)
 
 
-def _resume(instance, run_id: str, definitions_file: Path) -> None:  # type: ignore[no-untyped-def]
+def _resume(instance: DagsterInstance, run_id: str, definitions_file: Path) -> None:
     resumed = resume_run(instance, run_id, definitions_file, log_level="WARNING")
     click.echo(f"resumed run {run_id} as run {resumed.run_id}: {resumed.status}")
     if not resumed.success:

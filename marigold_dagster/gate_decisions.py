@@ -35,6 +35,7 @@ from dagster import (
 from dagster._core.events import EngineEventData
 
 from marigold_dagster.errors import MarigoldError
+from marigold_dagster.metadata import metadata_float, metadata_str, metadata_strs
 
 PAUSED_AT_GATE = "marigold/paused_at_gate"
 DECISION_JOB = "marigold_gate_decision"
@@ -191,12 +192,14 @@ def find_pause(instance: DagsterInstance, run_ids: Sequence[str], step: str) -> 
             timeout = metadata.get("marigold/timeout_s")
             return GatePause(
                 run_id=run_id,
-                template=str(metadata["marigold/template"]),
+                template=metadata_str(metadata, "marigold/template"),
                 step=step,
-                prompt=str(metadata["marigold/prompt"]),
-                approvers=tuple(metadata.get("marigold/approvers") or ()),
-                timeout_s=float(timeout) if timeout is not None else None,
-                paused_at=float(metadata.get("marigold/paused_at") or entry.timestamp),
+                prompt=metadata_str(metadata, "marigold/prompt"),
+                approvers=metadata_strs(metadata, "marigold/approvers"),
+                timeout_s=(
+                    metadata_float(metadata, "marigold/timeout_s") if timeout is not None else None
+                ),
+                paused_at=metadata_float(metadata, "marigold/paused_at", entry.timestamp),
             )
     return None
 
@@ -229,13 +232,13 @@ def _decision_from(
     if verdict not in DECISIONS:
         return None
     return GateDecision(
-        run_id=str(values["marigold/run_id"]),
+        run_id=metadata_str(values, "marigold/run_id"),
         template=template,
         step=step,
         decision=verdict,  # type: ignore[arg-type]
-        by=str(values["marigold/by"]),
-        reason=str(values["marigold/reason"]),
-        decided_at=float(values["marigold/decided_at"]),  # type: ignore[arg-type]
+        by=metadata_str(values, "marigold/by"),
+        reason=metadata_str(values, "marigold/reason"),
+        decided_at=metadata_float(values, "marigold/decided_at"),
     )
 
 
@@ -247,7 +250,9 @@ def decide_gate(pause: GatePause, decisions: Sequence[GateDecision], now: float)
     """
     for decision in decisions:
         if pause.may_decide(decision.by) and not pause.timed_out(decision.decided_at):
-            status = "approved" if decision.approved else "rejected"
+            status: Literal["approved", "rejected"] = (
+                "approved" if decision.approved else "rejected"
+            )
             return GateState(status, pause, decision)
     if pause.timed_out(now):
         return GateState("timed_out", pause)

@@ -35,7 +35,7 @@ from dagster._core.execution.plan.state import KnownExecutionState
 
 from marigold_dagster.errors import MarigoldError
 
-IN_PROCESS = {"config": {"in_process": {}}}
+IN_PROCESS: dict[str, Any] = {"config": {"in_process": {}}}
 
 
 @dataclass(frozen=True)
@@ -84,10 +84,12 @@ def definitions_job(definitions_file: str, job_name: str) -> JobDefinition:
 
 def reconstructable_job(definitions_file: str | Path, job_name: str) -> ReconstructableJob:
     """A pointer Dagster can rebuild job `job_name` from, in this process or another."""
+    args = (str(Path(definitions_file).resolve()), job_name)
     return build_reconstructable_job(
         __name__,
         definitions_job.__name__,
-        reconstructable_args=(str(Path(definitions_file).resolve()), job_name),
+        # Dagster annotates this `tuple[object]` (exactly one item); it takes any number.
+        reconstructable_args=args,  # type: ignore[arg-type]
     )
 
 

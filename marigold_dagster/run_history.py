@@ -23,6 +23,7 @@ from marigold_dagster.correlation import correlation_id_of, parent_correlation_i
 from marigold_dagster.errors import MarigoldError
 from marigold_dagster.loader import load_templates
 from marigold_dagster.local_run import open_instance
+from marigold_dagster.metadata import metadata_int
 from marigold_dagster.run_summary import SUMMARY_MESSAGE
 from marigold_dagster.template import Template
 
@@ -86,10 +87,10 @@ def step_counts(instance: DagsterInstance, run_id: str) -> dict[str, int]:
             continue
         if event.event_type is DagsterEventType.ENGINE_EVENT:
             if (event.message or "").startswith(SUMMARY_MESSAGE):
-                metadata = event.engine_event_data.metadata
+                values = {k: v.value for k, v in event.engine_event_data.metadata.items()}
                 summarised = {
-                    key.removeprefix(_STEP_COUNT_PREFIX): int(value.value)
-                    for key, value in metadata.items()
+                    key.removeprefix(_STEP_COUNT_PREFIX): metadata_int(values, key)
+                    for key in values
                     if key.startswith(_STEP_COUNT_PREFIX)
                 }
         elif entry.step_key is not None:
@@ -122,7 +123,7 @@ def recent_runs(
     instance: DagsterInstance, limit: int = 20, template: str | None = None
 ) -> list[RunFacts]:
     """The facts of the `limit` most recent template runs (of `template` if given)."""
-    facts = []
+    facts: list[RunFacts] = []
     for record in template_run_records(instance, template):
         if len(facts) >= limit:
             break

@@ -306,11 +306,11 @@ def _explain_absence(
                 f"branch '{branch}' not chosen by decision '{decision}' (chose: {chose})",
             )
     for upstream in step.step.depends_on:
-        state = statuses[upstream].status
-        if state == "failed":
+        upstream_status = statuses[upstream].status
+        if upstream_status == "failed":
             return _with(summary, "not_run", f"upstream '{upstream}' failed")
-        if state in ("skipped", "not_run"):
-            return _with(summary, state, f"upstream '{upstream}' did not run")
+        if upstream_status in ("skipped", "not_run"):
+            return _with(summary, upstream_status, f"upstream '{upstream}' did not run")
     return _with(
         summary,
         summary.status if summary.status != "running" else "not_run",

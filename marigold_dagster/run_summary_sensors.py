@@ -24,7 +24,7 @@ from marigold_dagster.run_summary import record_run_summary, summarise_run
 
 def build_run_summary_sensors(
     frames: Sequence[Frame], jobs: Sequence[JobDefinition]
-) -> list[SensorDefinition]:
+) -> Sequence[SensorDefinition]:
     """One sensor per terminal status, watching every template job."""
     if not jobs:
         return []

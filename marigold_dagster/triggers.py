@@ -24,7 +24,7 @@ import fnmatch
 import json
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -379,6 +379,7 @@ def _follow_up_loop(start: str, frame_of: Mapping[str, Frame]) -> list[str]:
 
 
 def _located(path: Path, problems: list[tuple[Where, str, str]]) -> list[TemplateProblem]:
+    line_of: Callable[[Where], int | None]
     try:
         source = parse_yaml(path.read_text(encoding="utf-8"))
         line_of = source.line_of
