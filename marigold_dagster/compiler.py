@@ -19,6 +19,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from dagster import ExecutorDefinition, JobDefinition, OpDefinition, ResourceDefinition, graph
+from dagster._core.storage.tags import RETRY_ON_ASSET_OR_OP_FAILURE_TAG
 
 from marigold_dagster.batch_ops import build_chunk_op, build_merge_op, build_split_op
 from marigold_dagster.frame import Frame, FrameStep
@@ -163,6 +164,10 @@ def compile_frame(
         TEMPLATE_TAG: frame.name,
         TEMPLATE_VERSION_TAG: str(frame.template.version),
     }
+    if any(step.kind is StepKind.GATE for step in frame):
+        # A paused gate ends its run as an op failure: the run-retry daemon (`run_retries` in
+        # dagster.yaml) must not relaunch it to pause again. Op-level retries still apply.
+        tags[RETRY_ON_ASSET_OR_OP_FAILURE_TAG] = "false"
     return template_graph.to_job(
         resource_defs=dict(resource_defs or {}),
         tags=tags,

@@ -253,6 +253,25 @@ def test_a_paused_run_has_its_gate_and_what_follows_left_to_run(project, postgre
     assert set(steps_left(postgres_instance, paused)) == {"sign_off", "send", "report"}
 
 
+def test_run_retries_do_not_relaunch_a_run_paused_at_a_gate(project, tmp_path):
+    """With `run_retries` on, a failed run is retried by the daemon, but not a paused gate."""
+    home = tmp_path / "retrying_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text(
+        "run_retries:\n  enabled: true\n  max_retries: 2\ntelemetry:\n  enabled: false\n"
+    )
+    project.add("paused", gated("paused"))
+    broken = gated("broken").split("  - name: sign_off")[0]
+    project.add("broken", broken.replace("uses: t.mark", "uses: t.poison, with: {bad_ids: [0]}"))
+    with DagsterInstance.from_config(str(home)) as instance:
+        paused = instance.get_run_by_id(project.launch(instance, "paused"))
+        failed = instance.get_run_by_id(project.launch(instance, "broken"))
+    assert paused.status.value == failed.status.value == "FAILURE"
+    assert paused.tags["dagster/retry_on_asset_or_op_failure"] == "false"
+    assert paused.tags["dagster/will_retry"] == "false"
+    assert failed.tags["dagster/will_retry"] == "true", "an ordinary failure is still retried"
+
+
 def test_the_decision_job_records_a_decision_queryable_by_run_id(project, postgres_instance):
     project.add("gate_job", gated("gate_job"))
     paused = project.launch(postgres_instance, "gate_job")
