@@ -23,7 +23,6 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from dagster import (
-    AssetKey,
     AssetObservation,
     AssetRecordsFilter,
     DagsterEventType,
@@ -34,6 +33,7 @@ from dagster import (
 )
 from dagster._core.events import EngineEventData
 
+from marigold_dagster.assets import gate_asset_key, gate_partitions_name
 from marigold_dagster.errors import MarigoldError
 from marigold_dagster.metadata import metadata_float, metadata_str, metadata_strs
 
@@ -50,11 +50,6 @@ class GateDecisionError(MarigoldError):
 
 class GateTimedOut(GateDecisionError):
     """The gate's `timeout_s` passed before a decision; it counts as rejected."""
-
-
-def gate_asset_key(template: str, step: str) -> AssetKey:
-    """The asset whose observations are the decisions of gate `step` of `template`."""
-    return AssetKey([template, step, "gate"])
 
 
 @dataclass(frozen=True)
@@ -328,6 +323,7 @@ def record_decision(
             f"(`marigold resume {run_id}` or Re-execute from failure) to end that branch"
         )
     recorded = GateDecision(run_id, pause.template, step, decision, by, reason, at)  # type: ignore[arg-type]
+    instance.add_dynamic_partitions(gate_partitions_name(pause.template, step), [run_id])
     instance.report_runless_asset_event(
         AssetObservation(
             asset_key=gate_asset_key(pause.template, step),

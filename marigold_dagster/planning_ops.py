@@ -36,7 +36,12 @@ from dagster import (
 
 from grammar_ops import Composition, GrammarError, Kind
 from marigold_dagster.artifacts import StepValue, store_value
-from marigold_dagster.assets import plan_asset_key, planned_step_asset_key, step_asset_key
+from marigold_dagster.assets import (
+    plan_asset_key,
+    planned_steps_asset_key,
+    planned_steps_partitions_name,
+    step_asset_key,
+)
 from marigold_dagster.budget import (
     PHASE_COUNT_KEY,
     STEP_COUNT_KEY,
@@ -335,6 +340,11 @@ def build_plan_op(frame: Frame, step: FrameStep, phase: int) -> OpDefinition:
             **status.as_metadata(),
         }
         yield _validation_check(frame, step, outcome, passed=True)
+        # Each planned step materializes the partition named by its id; register them first.
+        context.instance.add_dynamic_partitions(
+            planned_steps_partitions_name(frame.name, step.name),
+            [planned.id for planned in record.steps],
+        )
         yield AssetMaterialization(
             asset_key=plan_asset_key(frame.name, step.name),
             description=f"plan of phase {phase}: {fragment.reasoning[:200]}",
@@ -462,7 +472,8 @@ def build_level_op(frame: Frame, step: FrameStep, phase: int, depth: int) -> OpD
             **output_summary(result),
         }
         yield AssetMaterialization(
-            asset_key=planned_step_asset_key(frame.name, step.name, planned.id),
+            asset_key=planned_steps_asset_key(frame.name, step.name),
+            partition=planned.id,
             description=planned.reason[:200] or None,
             metadata=metadata,
         )

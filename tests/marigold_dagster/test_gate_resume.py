@@ -288,6 +288,7 @@ def test_the_decision_job_records_a_decision_queryable_by_run_id(project, postgr
         limit=10,
     ).records
     assert len(records) == 1
+    assert postgres_instance.get_dynamic_partitions("gate_job__sign_off__gate_runs") == [paused]
     metadata = {k: v.value for k, v in records[0].asset_observation.metadata.items()}
     assert metadata["marigold/decision"] == "approve"
     assert metadata["marigold/by"] == "alice"

@@ -154,7 +154,9 @@ def failure_description(run: TemplateRun, key: str) -> str:
     raise AssertionError(f"{key} did not fail")
 
 
-def test_a_valid_plan_runs_every_planned_step_as_a_dagster_step(run_planned, planner_server):
+def test_a_valid_plan_runs_every_planned_step_as_a_dagster_step(
+    run_planned, planner_server, instance
+):
     run = run_planned([VALID])
     assert run.result.success
     assert run.started == [
@@ -193,15 +195,20 @@ def test_a_valid_plan_runs_every_planned_step_as_a_dagster_step(run_planned, pla
     assert result["marigold/budget"].startswith("4 of 30 steps, 1 of 3 phases, ")
     assert run.summary.step("review").status == "succeeded"
     materialized = {
-        tuple(e.event_specific_data.materialization.asset_key.path)
+        (
+            tuple(e.event_specific_data.materialization.asset_key.path),
+            e.event_specific_data.materialization.partition,
+        )
         for e in run.result.all_events
         if e.event_type_value == "ASSET_MATERIALIZATION"
     }
     assert {
-        ("planned", "review", "plan"),
-        ("planned", "review", "planned", "count"),
-        ("planned", "review"),
+        (("planned", "review", "plan"), None),
+        (("planned", "review", "planned"), "count"),
+        (("planned", "review"), None),
     } <= materialized
+    partitions = instance.get_dynamic_partitions("planned__review__planned")
+    assert set(partitions) == {planned["id"] for planned in VALID["steps"]}
 
 
 REJECTIONS = {

@@ -3,8 +3,8 @@
 The flagship template is launched through GraphQL as the Launchpad does (`launchRun`, run config
 `{}`: the template's input has a default), on a real webserver and daemon over PostgreSQL;
 headless chromium then reads the run page, a planned step's asset page and the plan's lineage.
-Screenshots land in test-artifacts/ui/; docs/planned_run.png (the README's) is written when it is
-missing or MARIGOLD_UPDATE_SCREENSHOTS=1.
+Screenshots land in test-artifacts/ui/; the README's (docs/planned_run.png and
+docs/planned_step_asset.png) are written when missing or MARIGOLD_UPDATE_SCREENSHOTS=1.
 """
 
 from __future__ import annotations
@@ -35,7 +35,16 @@ PROVENANCE = [
     "marigold/composition_source",
     "marigold/composition_spec",
 ]
-README_SCREENSHOT = ROOT / "docs" / "planned_run.png"
+DOCS = ROOT / "docs"
+
+
+def keep_for_readme(artifacts: Path, name: str) -> None:
+    """Copy screenshot `name` to docs/ when it is missing there, or when asked to refresh."""
+    target = DOCS / name
+    if not target.exists() or os.environ.get("MARIGOLD_UPDATE_SCREENSHOTS") == "1":
+        DOCS.mkdir(exist_ok=True)
+        shutil.copyfile(artifacts / name, target)
+
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -102,9 +111,7 @@ def test_run_page_lists_planned_steps(
         page.get_by_text(shown, exact=True).first.click()
         expect(page.get_by_text("ASSET_MATERIALIZATION").first).to_be_visible()
         expect(page.get_by_text("marigold/created_by").first).to_be_visible()
-    if not README_SCREENSHOT.exists() or os.environ.get("MARIGOLD_UPDATE_SCREENSHOTS") == "1":
-        README_SCREENSHOT.parent.mkdir(exist_ok=True)
-        shutil.copyfile(artifacts / "planned_run.png", README_SCREENSHOT)
+    keep_for_readme(artifacts, "planned_run.png")
 
 
 def test_planned_step_asset_shows_provenance(
@@ -114,15 +121,20 @@ def test_planned_step_asset_shows_provenance(
     planned_steps: dict[str, str],
     artifacts: Path,
 ):
+    """Planned steps are partitions (by planned id) of one declared asset per planning step."""
     planned_id = sorted(planned_steps.values())[-1]
-    path = "/".join([JOB, PLANNING_STEP, "planned", planned_id])
+    path = "/".join([JOB, PLANNING_STEP, "planned"])
     with checking(page, dagster_deployment, artifacts, "planned_step_asset"):
-        page.goto(f"{dagster_deployment.url}/assets/{path}?view=events")
-        expect(page.get_by_text(f"Materialized in run {planned_run[:8]}").first).to_be_visible()
+        page.goto(f"{dagster_deployment.url}/assets/{path}?view=partitions&partition={planned_id}")
+        for other in planned_steps.values():
+            expect(page.get_by_text(other, exact=True).first).to_be_visible()
+        expect(page.get_by_text(f"{len(planned_steps)} Partitions Selected")).to_be_visible()
+        expect(page.get_by_text(planned_run[:8], exact=True).first).to_be_visible()
         for label in PROVENANCE:
             expect(page.get_by_text(label, exact=True).first).to_be_visible()
         expect(page.get_by_text("planning_step", exact=True).first).to_be_visible()
         expect(page.get_by_text(PLANNING_STEP, exact=True).first).to_be_visible()
+    keep_for_readme(artifacts, "planned_step_asset.png")
 
 
 def test_plan_asset_shows_lineage(
@@ -135,5 +147,5 @@ def test_plan_asset_shows_lineage(
     with checking(page, dagster_deployment, artifacts, "plan_lineage"):
         page.goto(f"{dagster_deployment.url}/assets/{'/'.join(plan)}?view=lineage")
         graph = page.locator("svg foreignObject")
-        for node in ("route", "plan", PLANNING_STEP):
+        for node in ("route", "plan", "planned", PLANNING_STEP):
             expect(graph.get_by_text(node, exact=True).first).to_be_visible()
