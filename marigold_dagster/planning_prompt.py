@@ -142,11 +142,11 @@ def describe_result(value: StepValue, digest: str | None = None) -> str:
         return f"{value.kind.value}, verbatim:\n{as_json}"
     # Stable facts (kind, columns) first and sizes last, so calls share a longer prefix.
     summary = _summary(loaded)
-    if size <= STRUCTURED_BYTES:
-        return f"{value.kind.value}, summarised:\n{json.dumps(summary)}\n({size:,} bytes)"
     if size <= DIGEST_BYTES:
         text = f"{value.kind.value}, summarised:\n{json.dumps(summary)}\n({size:,} bytes)"
-        return text + (f"\nSummary by the model:\n{digest.strip()}" if digest else "")
+        if digest and size > STRUCTURED_BYTES:
+            text += f"\nSummary by the model:\n{digest.strip()}"
+        return text
     payload = value.payload
     where = f" at {payload.path}" if isinstance(payload, TableRef) else ""
     summary.pop("value_counts", None)
