@@ -1,8 +1,8 @@
 """Kill a batch run with SIGKILL, mark it failed, re-execute it from failure, and check the rows.
 
 A trial runs the job of `crash_template(...)` in a child process (forked from a fork server) on
-a persistent SQLite instance in a DAGSTER_HOME, SIGKILLs the child at a chosen point, and
-recovers in this process:
+a persistent instance in a DAGSTER_HOME (PostgreSQL or SQLite, see `write_instance`), SIGKILLs
+the child at a chosen point, and recovers in this process:
 
 - no run recorded (killed before `execute_job` created it): run the job from the start;
 - the run finished (killed after it succeeded): nothing to recover;

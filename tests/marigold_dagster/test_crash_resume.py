@@ -1,11 +1,11 @@
 """A run SIGKILLed at many points, then re-executed from failure, loses and repeats no row.
 
-Each trial runs the batch job in a child process on a persistent SQLite instance, kills it at a
-point anchored on the run's progress plus a random delay (before the run exists, before any
-step, inside the split, inside a chunk, with chunks not yet started, inside the merge, after the
-run finished), marks the dead run failed and re-executes it from failure (see
-`tests.marigold_dagster.crash_resume`). A planned segment killed after its plan was accepted
-resumes with that plan: the planner is not asked again.
+Each trial runs the batch job in a child process on a persistent instance on the machine's
+PostgreSQL, kills it at a point anchored on the run's progress plus a random delay (before the
+run exists, before any step, inside the split, inside a chunk, with chunks not yet started,
+inside the merge, after the last step, after the run finished), marks the dead run failed and
+re-executes it from failure (see `tests.marigold_dagster.crash_resume`). A planned segment
+killed after its plan was accepted resumes with that plan: the planner is not asked again.
 """
 
 from __future__ import annotations
