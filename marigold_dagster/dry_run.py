@@ -50,6 +50,10 @@ class DryRun:
                 f"prompt: {tokens:,} tokens (cl100k), shared prefix {prefix:,} "
                 f"({prefix / max(tokens, 1):.0%}), capability tiers 1-{prompt.tier}"
             )
+        for name, digest in outcome.digests.items():
+            lines.append(f"digest of '{name}' (by the model, in the prompt): {digest[:200]}")
+        for name, error in outcome.digest_failures.items():
+            lines.append(f"digest of '{name}' failed (structured summary only): {error}")
         for attempt in outcome.attempts:
             verdict = "accepted" if attempt.accepted else "rejected"
             lines.append(f"attempt {attempt.number}: {verdict}")

@@ -76,6 +76,7 @@ def test_plan_dry_run_prints_the_fragment_its_validation_and_estimate():
     assert done.returncode == 0, done.stderr
     out = done.stdout
     assert "dry run of planning step 'deep_review' in 'contract_review' (nothing executed)" in out
+    assert "digest of 'route' (by the model, in the prompt): contract_id: C0001;" in out
     assert "attempt 1: accepted" in out
     assert "depth 2: s2_extract_fields = extract_fields after s1_transform_filter" in out
     assert "estimate: 3 steps, ~" in out
