@@ -8,7 +8,8 @@ Every hop of a request is checked against the template's `allowed_hosts` before 
   loopback, link-local, shared, reserved and multicast addresses are refused unless that address
   itself is listed (`127.0.0.1`, `10.0.0.0/8`);
 - the connection goes to the checked address (the name travels in the Host header and as TLS
-  SNI), so a DNS answer that changes between check and connect (DNS rebinding) cannot redirect it;
+  SNI, and the server's certificate is verified against the name), so a DNS answer that changes
+  between check and connect (DNS rebinding) cannot redirect it;
 - redirects are not followed by the HTTP client: each `Location` is checked as a new hop;
 - proxies from the environment are ignored, time is bounded and the body is read up to a cap.
 """
@@ -17,7 +18,9 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import socket
+import ssl
 import time
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
@@ -154,7 +157,8 @@ def guarded_request(
     """Make an HTTP request that can only reach allowed hosts (see the module docstring).
 
     Redirects are followed (up to `max_redirects`, GET only) by checking each hop here. A
-    response larger than `max_bytes` fails the request.
+    response larger than `max_bytes` fails the request. Certificates are always verified, against
+    the bundle at `SSL_CERT_FILE` when it is set (a deployment's private CA), else certifi's.
 
     Raises:
         HostNotAllowed: a hop is outside the allow-list.
@@ -164,7 +168,7 @@ def guarded_request(
         content = json.dumps(json_body, default=str, ensure_ascii=False).encode("utf-8")
     started = time.monotonic()
     current = httpx.URL(url)
-    with httpx.Client(follow_redirects=False, trust_env=False) as client:
+    with httpx.Client(follow_redirects=False, trust_env=False, verify=_tls()) as client:
         for _hop in range(max_redirects + 1):
             target = check_target(current, allowed_hosts)
             remaining = timeout_s - (time.monotonic() - started)
@@ -180,6 +184,24 @@ def guarded_request(
         f"`{url}` redirected more than {max_redirects} time(s); raise max_redirects or use the "
         "final URL"
     )
+
+
+def _tls() -> ssl.SSLContext | bool:
+    """The CAs to trust: `SSL_CERT_FILE`'s bundle when set, else httpx's default (certifi).
+
+    The client runs with trust_env=False, which keeps proxies from the environment out and would
+    also ignore SSL_CERT_FILE; it is read here instead.
+    """
+    bundle = os.environ.get("SSL_CERT_FILE")
+    if not bundle:
+        return True
+    try:
+        return ssl.create_default_context(cafile=bundle)
+    except (OSError, ssl.SSLError) as error:
+        raise PrimitiveError(
+            f"SSL_CERT_FILE={bundle} could not be loaded ({error}); point it at a PEM bundle of "
+            "trusted certificate authorities, or unset it"
+        ) from None
 
 
 def _send(

@@ -1,6 +1,13 @@
-"""No primitive reaches a host outside the allow-list: names, IP literals, DNS, redirects."""
+"""No primitive reaches a host outside the allow-list: names, IP literals, DNS, redirects, TLS."""
 
 from __future__ import annotations
+
+import http.server
+import ssl
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -136,3 +143,114 @@ def test_redirect_limit(make_ctx, http_server):
 def test_unresolvable_name(monkeypatch):
     with pytest.raises(PrimitiveError, match="cannot resolve host"):
         check_target("http://no-such-host.invalid/", {"no-such-host.invalid"})
+
+
+class TlsServer:
+    """An HTTPS server on 127.0.0.1 whose certificate names `marigold.test` (a test CA's)."""
+
+    def __init__(self, folder: Path):
+        self.ca = folder / "ca.pem"
+        key, cert = folder / "leaf.key", folder / "leaf.pem"
+        _openssl_certificates(folder, "marigold.test")
+        self.seen: list[tuple[str | None, str | None]] = []  # (SNI, Host header) per request
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert, key)
+        sni: list[str | None] = []
+        context.sni_callback = lambda sock, name, ctx: sni.append(name)
+        seen = self.seen
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+                seen.append((sni[-1] if sni else None, self.headers.get("Host")))
+                body = b'{"ok": true}'
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def _openssl_certificates(folder: Path, name: str) -> None:
+    """A CA, and a leaf certificate for DNS name `name` only (no IP address) signed by it."""
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True)
+
+    ca = "req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2"
+    openssl(*ca.split(), "-subj", "/CN=marigold test CA")
+    openssl(
+        *"req -newkey rsa:2048 -nodes -keyout leaf.key -out leaf.csr".split(),
+        "-subj",
+        f"/CN={name}",
+    )
+    (folder / "san.ext").write_text(f"subjectAltName=DNS:{name}\n")
+    sign = "x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out leaf.pem -days 2"
+    openssl(*sign.split(), "-extfile", "san.ext")
+
+
+@pytest.fixture(scope="module")
+def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsServer]:
+    server = TlsServer(tmp_path_factory.mktemp("tls"))
+    yield server
+    server.server.shutdown()
+
+
+def test_https_dials_the_checked_address_and_verifies_the_name(monkeypatch, tls_server):
+    """The connection goes to the pinned IP, while SNI, Host and the certificate use the name."""
+    monkeypatch.setattr(network, "resolve_host", lambda host, port: ["127.0.0.1"])
+    monkeypatch.setenv("SSL_CERT_FILE", str(tls_server.ca))  # the deployment's private CA
+    response = network.guarded_request(
+        "GET",
+        f"https://marigold.test:{tls_server.port}/data",
+        allowed_hosts={"marigold.test", "127.0.0.1"},
+        timeout_s=5,
+        max_bytes=1000,
+    )
+    assert response.status_code == 200 and response.content == b'{"ok": true}'
+    assert tls_server.seen[-1] == ("marigold.test", f"marigold.test:{tls_server.port}")
+
+
+def test_https_refuses_a_certificate_for_another_name(monkeypatch, tls_server):
+    monkeypatch.setattr(network, "resolve_host", lambda host, port: ["127.0.0.1"])
+    monkeypatch.setenv("SSL_CERT_FILE", str(tls_server.ca))
+    with pytest.raises(PrimitiveError, match="CERTIFICATE_VERIFY_FAILED|certificate verify"):
+        network.guarded_request(
+            "GET",
+            f"https://rebound.test:{tls_server.port}/data",
+            allowed_hosts={"rebound.test", "127.0.0.1"},
+            timeout_s=5,
+            max_bytes=1000,
+        )
+
+
+def test_https_refuses_a_certificate_of_an_untrusted_ca(monkeypatch, tls_server):
+    monkeypatch.setattr(network, "resolve_host", lambda host, port: ["127.0.0.1"])
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    with pytest.raises(PrimitiveError, match="CERTIFICATE_VERIFY_FAILED|certificate verify"):
+        network.guarded_request(
+            "GET",
+            f"https://marigold.test:{tls_server.port}/data",
+            allowed_hosts={"marigold.test", "127.0.0.1"},
+            timeout_s=5,
+            max_bytes=1000,
+        )
+
+
+def test_an_unreadable_ca_bundle_is_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "missing.pem"))
+    with pytest.raises(PrimitiveError, match=r"SSL_CERT_FILE=.*missing.pem could not be loaded"):
+        network.guarded_request(
+            "GET",
+            "https://93.184.216.34/",
+            allowed_hosts={"93.184.216.34"},
+            timeout_s=1,
+            max_bytes=10,
+        )
