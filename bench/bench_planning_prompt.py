@@ -29,7 +29,7 @@ from marigold_dagster.budget import BudgetStatus, BudgetUse
 from marigold_dagster.loader import load_template
 from marigold_dagster.planner import PlannerPrompt, PlanRejected, PlanRequest, plan_fragment
 from marigold_dagster.planning_ops import PlanProgress, plan_request
-from marigold_dagster.planning_prompt import prompt_prefix, prompt_variable
+from marigold_dagster.planning_prompt import prompt_prefix, prompt_variable, results_section
 from resources.sglang import SGLangResource
 from resources.sglang_test_server import GenerationRequest, SGLangTestServer
 
@@ -96,7 +96,8 @@ def prompt_tokens(request: PlanRequest, tier: int, everything: bool = False) -> 
         max_steps=scope.max_steps,
         max_depth=scope.max_depth,
     )
-    prompt = PlannerPrompt(prefix, prompt_variable(request.results, request.budget), tier)
+    variable = prompt_variable(results_section(request.results), request.budget)
+    prompt = PlannerPrompt(prefix, variable, tier)
     return count_tokens(prompt.text)
 
 

@@ -25,6 +25,7 @@ from marigold_dagster.planning_prompt import (
     digest_call,
     prompt_prefix,
     prompt_variable,
+    results_section,
 )
 
 PLANNER_MAX_NEW_TOKENS = 2048
@@ -119,12 +120,11 @@ def plan_fragment(model: ModelClient, request: PlanRequest) -> PlanOutcome:
     failures: list[Sequence[Finding]] = []
     descriptions = _descriptions(request.scope.catalog, request.scope.presets)
     _digest_results(model, request.results, outcome)
+    results = results_section(request.results, outcome.digests)
     for number in range(1, request.max_attempts + 1):
         prompt = PlannerPrompt(
             prefix,
-            prompt_variable(
-                request.results, request.budget, failures, request.phase, outcome.digests
-            ),
+            prompt_variable(results, request.budget, failures, request.phase),
             request.tier,
         )
         outcome.prompt = prompt

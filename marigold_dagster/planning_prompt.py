@@ -102,18 +102,29 @@ def prompt_prefix(
     return "\n".join(lines)
 
 
-def prompt_variable(
-    results: Mapping[str, StepValue],
-    budget: BudgetStatus | None,
-    failures: Sequence[Sequence[Finding]] = (),
-    phase: int = 1,
-    digests: Mapping[str, str] | None = None,
+def results_section(
+    results: Mapping[str, StepValue], digests: Mapping[str, str] | None = None
 ) -> str:
-    lines = [f"## Phase {phase}", "", "## Results available"]
+    """The results so far, each shown by its size (`describe_result`).
+
+    It loads and renders every result, so a planning call renders it once for all its attempts.
+    """
+    lines = ["## Results available"]
     if not results:
         lines.append("(none)")
     for name, value in results.items():
         lines += [f"### {name}", describe_result(value, (digests or {}).get(name))]
+    return "\n".join(lines)
+
+
+def prompt_variable(
+    results: str,
+    budget: BudgetStatus | None,
+    failures: Sequence[Sequence[Finding]] = (),
+    phase: int = 1,
+) -> str:
+    """What follows the prefix: phase, `results` (a `results_section`), budget, last rejection."""
+    lines = [f"## Phase {phase}", "", results]
     if budget is not None:
         lines += ["", "## Budget used so far", budget.describe()]
     if failures:

@@ -30,7 +30,12 @@ from grammar_ops.primitives.acquire import (
 from marigold_dagster.artifacts import StepValue
 from marigold_dagster.errors import TemplateError
 from marigold_dagster.loader import load_template
-from marigold_dagster.planning_prompt import MAX_RESULT_DEPTH, describe_result, prompt_variable
+from marigold_dagster.planning_prompt import (
+    MAX_RESULT_DEPTH,
+    describe_result,
+    prompt_variable,
+    results_section,
+)
 from marigold_dagster.yaml_source import MAX_TEMPLATE_BYTES
 
 FIFTY_MB = 50 * 1024 * 1024
@@ -137,7 +142,8 @@ def test_deep_json_in_results_is_described_not_rendered() -> None:
         f"json, not shown: nested deeper than the limit of {MAX_RESULT_DEPTH} levels "
         "(MAX_RESULT_DEPTH)"
     )
-    prompt = prompt_variable({"fetch": deep, "ok": StepValue("ok", Kind.JSON, {"a": 1})}, None)
+    results = {"fetch": deep, "ok": StepValue("ok", Kind.JSON, {"a": 1})}
+    prompt = prompt_variable(results_section(results), None)
     assert "### fetch\n" + text in prompt and '{"a": 1}' in prompt
 
 

@@ -20,6 +20,7 @@ from marigold_dagster.planning_prompt import (
     describe_result,
     digest_call,
     prompt_variable,
+    results_section,
 )
 
 ROOT = Path(__file__).parents[2]
@@ -99,7 +100,8 @@ def test_the_prefix_is_byte_identical_whatever_the_results_and_the_phase(tmp_pat
         progress = PlanProgress({"route": StepValue("route", Kind.TABLE, value.payload)}, "route")
         request = plan_request(frame, step, progress, status, phase=1 + index % 2)
         prefixes.add(request.prefix())
-        variable = prompt_variable(request.results, request.budget, phase=request.phase)
+        results = results_section(request.results)
+        variable = prompt_variable(results, request.budget, phase=request.phase)
         assert variable.startswith(f"## Phase {request.phase}")
     assert len(prefixes) == 1
     (prefix,) = prefixes
