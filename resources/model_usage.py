@@ -65,7 +65,7 @@ class ModelUsage:
         retries = int(getattr(error, "retries", 0))
         with self._lock:
             for meter in self._meters():
-                meter.record_failure()
+                meter.record_failure(error)
                 meter.retries += retries
 
     def _meters(self) -> list[UsageMeter]:

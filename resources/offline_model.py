@@ -164,6 +164,7 @@ class OfflineModel(dg.ConfigurableResource):
         try:
             text, value, finish = self._answer(call)
         except ModelError as error:
+            error.prompt_tokens = count_tokens(call.prompt)  # the prompt was read, then refused
             self._usage.record_failure(error)
             raise
         reply = ModelReply(

@@ -63,6 +63,7 @@ from resources.event_loop_thread import EventLoopThread
 from resources.model_errors import ModelAnswerError, ModelServerCheckError, ModelServerError
 from resources.model_usage import ModelUsage
 from resources.regex_choices import choices_regex
+from resources.token_count import count_tokens
 
 logger = logging.getLogger(__name__)
 
@@ -763,12 +764,18 @@ class SGLangResource(dg.ConfigurableResource):
         results: list[ModelReply | ModelError] = []
         for call, call_id, item in zip(calls, call_ids, items, strict=True):
             text, finish_reason, prompt_tokens, completion_tokens, cached_tokens = item
+            estimated = not (prompt_tokens or completion_tokens)
+            if estimated:  # the server reported no usage: count it the test double's way
+                prompt_tokens, completion_tokens = count_tokens(call.prompt), count_tokens(text)
             if self.log_prompts:
                 logger.info("SGLang call %s answer: %s", call_id, text)
             try:
                 value = self._validate(call, text, finish_reason)
             except ModelAnswerError as exc:
                 exc.url, exc.retries, exc.last_response = where, attempt, text
+                exc.prompt_tokens, exc.completion_tokens = prompt_tokens, completion_tokens
+                exc.cached_tokens, exc.estimated = cached_tokens, estimated
+                exc.cost_usd = self.cost_usd(prompt_tokens, completion_tokens, cached_tokens)
                 results.append(exc)
                 continue
             results.append(
@@ -783,6 +790,7 @@ class SGLangResource(dg.ConfigurableResource):
                     finish_reason=finish_reason,
                     retries=attempt,
                     cost_usd=self.cost_usd(prompt_tokens, completion_tokens, cached_tokens),
+                    estimated=estimated,
                 )
             )
         return results

@@ -3,6 +3,9 @@
 One lookup, as Dagster's project examples pick a real or local client per environment:
 `MARIGOLD_SGLANG_URL` set (one URL, or several separated by commas) binds `SGLangResource`;
 unset binds `OfflineModel`, which runs templates deterministically without any model server.
+The deployment's prices (`MARIGOLD_SGLANG_PRICE_*`, see `resources.pricing`) are bound per
+resource key here, at definitions load, not as resource config a launch could override; the
+offline model is bound at $0.00.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from collections.abc import Iterable, Mapping
 from dagster import ConfigurableResource, EnvVar
 
 from resources.offline_model import OfflineModel
+from resources.pricing import FREE, bind_prices, prices_from_environment
 from resources.sglang import SGLangResource
 
 SGLANG_URL_ENV = "MARIGOLD_SGLANG_URL"
@@ -27,7 +31,9 @@ def model_resources(
     environ = os.environ if environ is None else environ
     url = environ.get(SGLANG_URL_ENV, "").strip()
     bound: dict[str, ConfigurableResource] = {}
+    prices = prices_from_environment(environ) if url else FREE
     for key in sorted(set(keys)):
+        bind_prices(key, prices)
         if url:
             bound[key] = SGLangResource(
                 base_url=url,

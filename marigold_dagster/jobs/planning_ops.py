@@ -70,6 +70,7 @@ from marigold_dagster.runtime.composition import (
     run_metadata,
 )
 from marigold_dagster.template.frame import Frame, FrameStep
+from resources.pricing import bound_prices, priced_model
 
 MAX_REASONING_METADATA = 500
 
@@ -190,6 +191,7 @@ def planning_scope(
         allow_dynamic_composition=spec.allow_dynamic_composition,
         composable=composable if spec.allow_dynamic_composition else frozenset(),
         budget=budget,
+        usd_per_token=max(bound_prices(key).per_token() for key in _model_keys(frame)),
     )
 
 
@@ -282,7 +284,7 @@ def build_plan_op(frame: Frame, step: FrameStep, phase: int) -> OpDefinition:
             yield Output(replace(progress, stopped=reason), PROGRESS)
             return
         request = plan_request(frame, step, progress, status, phase)
-        model = getattr(context.resources, planner_key)
+        model = priced_model(planner_key, getattr(context.resources, planner_key))
         try:
             outcome = plan_fragment(model, request)
         except PlanRejected as rejected:

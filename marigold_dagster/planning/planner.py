@@ -45,6 +45,8 @@ class PlanAttempt:
     prompt_tokens: int = 0
     cached_tokens: int = 0
     completion_tokens: int = 0
+    cost_usd: float = 0.0
+    estimated: bool = False
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -55,6 +57,8 @@ class PlanAttempt:
             "prompt_tokens": self.prompt_tokens,
             "cached_tokens": self.cached_tokens,
             "completion_tokens": self.completion_tokens,
+            "cost_usd": round(self.cost_usd, 6),
+            "tokens_estimated": self.estimated,
             "latency_s": round(self.latency_s, 4),
             "findings": [str(finding) for finding in self.findings],
             "answer": self.answer,
@@ -128,7 +132,7 @@ def plan_fragment(model: ModelClient, request: PlanRequest) -> PlanOutcome:
         try:
             reply = model.complete(call)
         except ModelError as error:
-            outcome.usage.record_failure()
+            outcome.usage.record_failure(error)  # an unusable answer still spent its tokens
             answer = _parsed(error.last_response)
             if answer is None:  # no answer to diagnose: down, timed out, truncated, not JSON
                 findings: Sequence[Finding] = [
@@ -136,7 +140,9 @@ def plan_fragment(model: ModelClient, request: PlanRequest) -> PlanOutcome:
                 ]
             else:  # JSON that broke the schema: say exactly how, as validation would
                 findings = validate_fragment(answer, request.scope).findings
-            outcome.attempts.append(_attempt(number, prompt, answer, tuple(findings), started))
+            outcome.attempts.append(
+                _attempt(number, prompt, answer, tuple(findings), started, reply=error)
+            )
             failures.append(findings)
             continue
         outcome.usage.record(reply)
@@ -172,7 +178,7 @@ def _digest_results(
         return
     for name, result in zip(calls, model.complete_many(list(calls.values())), strict=True):
         if isinstance(result, ModelError):
-            outcome.usage.record_failure()
+            outcome.usage.record_failure(result)
             outcome.digest_failures[name] = str(result)
         else:
             outcome.usage.record(result)
@@ -201,6 +207,8 @@ def _attempt(
         prompt_tokens=getattr(reply, "prompt_tokens", 0),
         cached_tokens=getattr(reply, "cached_tokens", 0),
         completion_tokens=getattr(reply, "completion_tokens", 0),
+        cost_usd=getattr(reply, "cost_usd", 0.0),
+        estimated=getattr(reply, "estimated", False),
     )
 
 

@@ -1,0 +1,162 @@
+"""Planning within bounds: every token counted, cost priced by the deployment, graceful stops."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from dagster import DagsterInstance
+
+from marigold_dagster.jobs.compiler import compile_frame
+from marigold_dagster.jobs.model_binding import model_resources
+from marigold_dagster.records.budget_use import budget_use
+from marigold_dagster.records.run_summary import summarise_run
+from marigold_dagster.template.loader import load_template
+from resources.pricing import (
+    PRICE_CACHED_ENV,
+    PRICE_COMPLETION_ENV,
+    PRICE_PROMPT_ENV,
+    price_book,
+    restore_price_book,
+)
+from resources.sglang_test_server import ScriptedAnswer, SGLangTestServer
+from resources.token_count import count_tokens
+from tests.support.planning import TEMPLATE, ScriptedPlanner, fragment, step
+from tests.support.template_run import TemplateRun
+
+MODELS = ["planner_model", "worker_model"]
+
+
+@pytest.fixture(scope="module")
+def planner_server() -> Iterator[tuple[SGLangTestServer, ScriptedPlanner]]:
+    script = ScriptedPlanner()
+    with SGLangTestServer(model="planner-double", responder=script) as server:
+        yield server, script
+
+
+@pytest.fixture
+def run_planned(
+    planner_server, catalog, write_template, instance: DagsterInstance
+) -> Iterator[Callable[..., TemplateRun]]:
+    """Run the planned template against the test server, bound as the deployment binds it."""
+    server, script = planner_server
+    script.prompts.clear()
+    saved = price_book()
+
+    def run(
+        answers: list[Any],
+        *,
+        prices: dict[str, str] | None = None,
+        rows: int = 4,
+        max_depth: int = 2,
+        max_phases: int = 1,
+        max_steps: int = 30,
+        max_tokens: int = 200_000,
+        edit: Callable[[str], str] = lambda text: text,
+    ) -> TemplateRun:
+        script.answers[:] = answers
+        text = TEMPLATE.format(
+            rows=rows,
+            max_depth=max_depth,
+            max_phases=max_phases,
+            max_steps=max_steps,
+            max_tokens=max_tokens,
+        )
+        frame = load_template(write_template("planned", edit(text)), catalog)
+        environ = {"MARIGOLD_SGLANG_URL": server.url, **(prices or {})}
+        job = compile_frame(frame, resource_defs=dict(model_resources(MODELS, environ)))
+        result = job.execute_in_process(instance=instance, raise_on_error=False)
+        assert not script.answers, f"scripted answers left unused: {script.answers}"
+        return TemplateRun(frame, result, summarise_run(instance, result.run_id, frame))
+
+    yield run
+    restore_price_book(saved)
+
+
+def step_metadata(run: TemplateRun, key: str, event_type: str = "STEP_OUTPUT") -> dict[str, Any]:
+    for event in run.result.all_events:
+        if event.event_type_value != event_type or event.step_key != key:
+            continue
+        if event_type == "STEP_OUTPUT":
+            data = event.step_output_data.metadata
+        else:
+            data = event.step_failure_data.user_failure_data.metadata
+        return {k: v.value for k, v in data.items()}
+    raise AssertionError(f"{key} has no {event_type}")
+
+
+def test_a_planner_that_answers_badly_three_times_is_charged_for_all_three(
+    run_planned, planner_server, instance
+):
+    _, script = planner_server
+    truncated = ScriptedAnswer(text='{"reasoning": "mark, then cou', finish_reason="length")
+    not_json = "I would mark every row and then count them."
+    off_schema = '{"reasoning": "x", "steps": [{"id": "a", "colour": "red"}], "done": false}'
+    run = run_planned([truncated, not_json, off_schema])
+    assert not run.result.success
+    failed = step_metadata(run, "review__plan", "STEP_FAILURE")
+    prompts = sum(count_tokens(prompt) for prompt in script.prompts)
+    answers = sum(count_tokens(a) for a in [truncated.text, not_json, off_schema])
+    assert len(script.prompts) == 3
+    assert failed["llm.requests"] == 3 and failed["llm.failures"] == 3
+    assert failed["llm.prompt_tokens"] == prompts
+    assert failed["llm.completion_tokens"] == answers
+    attempts = failed["marigold/validation"]
+    assert [a["accepted"] for a in attempts] == [False, False, False]
+    assert all(a["prompt_tokens"] > 0 and a["completion_tokens"] > 0 for a in attempts)
+    assert sum(a["prompt_tokens"] + a["completion_tokens"] for a in attempts) == (
+        prompts + answers
+    )
+    assert budget_use(instance, run.result.run_id).tokens == prompts + answers
+
+
+PRICED = {PRICE_PROMPT_ENV: "2000", PRICE_CACHED_ENV: "2000", PRICE_COMPLETION_ENV: "2000"}
+
+
+def test_a_run_with_priced_models_stops_at_max_cost_usd_and_names_it(run_planned, instance):
+    # At $2,000 per million tokens the planner call (~1,750 tokens) costs about $3.50 and the
+    # plan's estimate fits the $5.00 left; the 60 `ask` calls take the run past $5.00, so the
+    # depth-3 step never starts.
+    plan = fragment(
+        step("many", "t.explode", copies=60),
+        step("ask", "t.ask_each", ["many"]),
+        step("count", "aggregate.count", ["ask"], by=["trail"]),
+    )
+    run = run_planned([plan], prices=PRICED, rows=1, max_depth=3)
+    assert run.result.success, run.summary.render()
+    planned = step_metadata(run, "review__plan")
+    assert planned["llm.cost_usd"] > 3
+    asked = step_metadata(run, "review__L2[ask]")
+    assert asked["llm.requests"] == 60 and asked["llm.cost_usd"] > 0
+    fanout = step_metadata(run, "review__L3_fanout")
+    assert fanout["marigold/stopped"].startswith("budget ceiling reached: max_cost_usd ($")
+    assert "review__L3[count]" not in run.started
+    result = step_metadata(run, "review")
+    assert result["marigold/status"] == "stopped"
+    assert "max_cost_usd" in result["marigold/stopped"]
+    print("marigold/budget:", result["marigold/budget"])
+    assert result["marigold/budget"].endswith("of $5.00")
+    assert budget_use(instance, run.result.run_id).cost_usd > 5
+
+
+def test_an_estimate_that_would_pass_max_cost_usd_is_rejected(run_planned):
+    # $4,000 per million: the planner call alone is about $7, past the $5.00 ceiling.
+    plan = fragment(step("ask", "t.ask_each"))
+    prices = {PRICE_PROMPT_ENV: "4000", PRICE_CACHED_ENV: "4000", PRICE_COMPLETION_ENV: "4000"}
+    run = run_planned([plan, plan, plan], prices=prices, rows=1, max_depth=1)
+    attempts = step_metadata(run, "review__plan", "STEP_FAILURE")["marigold/validation"]
+    assert "[OVER_BUDGET]" in attempts[0]["findings"][0]
+    assert "max_cost_usd" in attempts[0]["findings"][0]
+
+
+def test_the_offline_model_is_bound_at_no_cost():
+    from resources.pricing import bound_prices
+
+    saved = price_book()
+    try:
+        model_resources(["planner_model"], {PRICE_PROMPT_ENV: "5"})
+        assert bound_prices("planner_model").free
+        assert bound_prices("planner_model").describe() == "$0.00 (unpriced)"
+    finally:
+        restore_price_book(saved)
