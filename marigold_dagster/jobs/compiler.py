@@ -62,7 +62,10 @@ def planning_ops(frame: Frame, step: FrameStep) -> PlanningOps:
 
 
 def wire_planning(ops: PlanningOps, upstream: dict[str, Any]) -> Any:
-    """plan -> level 1 -> (fan-out -> level k)* -> collect, per phase; then the result op."""
+    """plan -> level 1 -> (fan-out -> level k)* -> collect, per phase; then the result op.
+
+    Phases after one that answered done, or stopped, are skipped: none of their ops start.
+    """
     previous = None
     phases = []
     for index, plan_op in enumerate(ops.plans):
@@ -77,8 +80,11 @@ def wire_planning(ops: PlanningOps, upstream: dict[str, Any]) -> Any:
             released = fanout(plan=planned.plan, progress=progress, done_level=done)
             progress = released.progress
             done = released.level.map(lambda task, op=levels[depth - 1]: op(task=task)).collect()
-        previous = ops.collects[index](plan=planned.plan, progress=progress, done_level=done)
-        phases.append(previous)
+        collected = ops.collects[index](plan=planned.plan, progress=progress, done_level=done)
+        # A phase that planned nothing to run closes at its plan op; the next phase is planned
+        # only from a collect's `next` (not done, not stopped), so later phases start no ops.
+        phases.extend([planned.closed, collected.result])
+        previous = collected.next
     return ops.result(phases=phases)
 
 

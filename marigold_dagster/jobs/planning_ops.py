@@ -15,6 +15,7 @@ the planner again.
 
 import hashlib
 import json
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -40,8 +41,10 @@ from marigold_dagster.artifacts import StepValue, as_table, store_value
 from marigold_dagster.errors import PlanRejected
 from marigold_dagster.jobs.step_ops import op_tags, retry_policy, run_artifacts_dir
 from marigold_dagster.keys import (
+    CLOSED,
     DONE,
     LEVEL,
+    NEXT,
     PHASE_COUNT_KEY,
     PHASES,
     PLAN,
@@ -250,38 +253,20 @@ def build_plan_op(frame: Frame, step: FrameStep, phase: int) -> OpDefinition:
         previous: PhaseResult | None = inputs.get(PREVIOUS)
         if previous is not None:
             progress = PlanProgress(dict(upstream), primary, dict(previous.progress.planned), "")
-            if previous.finished:
-                record = PlanRecord(
-                    step.name,
-                    phase,
-                    "",
-                    "",
-                    True,
-                    stopped=previous.plan.stopped or previous.progress.stopped,
-                )
-                yield Output(
-                    record,
-                    PLAN,
-                    metadata={
-                        keys.PLANNING_KEY: "not needed: "
-                        + (
-                            "the planner answered done"
-                            if previous.plan.done
-                            else previous.plan.stopped or previous.progress.stopped
-                        )
-                    },
-                )
-                yield Output(progress, PROGRESS)
-                return
         status = budget_status(context.instance, context.run_id, frame.template.budget)
         reason = status.ceiling_reached(BudgetUse(phases=1))
         if reason:
             context.log.warning(f"planning step '{step.name}' phase {phase} not planned: {reason}")
             record = PlanRecord(step.name, phase, "", "", False, stopped=reason)
             yield Output(
-                record, PLAN, metadata={keys.PLANNING_KEY: reason, **budget_metadata(status)}
+                PhaseResult(phase, record, replace(progress, stopped=reason)),
+                CLOSED,
+                metadata={
+                    keys.PLANNING_KEY: reason,
+                    keys.STOPPED_KEY: reason,
+                    **budget_metadata(status),
+                },
             )
-            yield Output(replace(progress, stopped=reason), PROGRESS)
             return
         request = plan_request(frame, step, progress, status, phase)
         model = priced_model(planner_key, getattr(context.resources, planner_key))
@@ -289,6 +274,33 @@ def build_plan_op(frame: Frame, step: FrameStep, phase: int) -> OpDefinition:
             outcome = plan_fragment(model, request)
         except PlanRejected as rejected:
             yield _validation_check(frame, step, rejected.outcome, passed=False)
+            yield AssetMaterialization(
+                asset_key=plan_asset_key(frame.name, step.name),
+                description=f"no plan accepted in phase {phase}",
+                metadata={
+                    keys.PLANNING_PHASE_KEY: phase,
+                    **_attempts_metadata(rejected.outcome),
+                    **rejected.outcome.usage.as_metadata(),
+                },
+            )
+            stop = _budget_stop(rejected.outcome, phase) if spec.on_budget == "stop" else None
+            if stop:
+                context.log.warning(f"planning step '{step.name}' stops: {stop}")
+                record = PlanRecord(step.name, phase, "", "", False, stopped=stop)
+                yield Output(
+                    PhaseResult(phase, record, replace(progress, stopped=stop)),
+                    CLOSED,
+                    metadata={
+                        keys.PLANNING_KEY: stop,
+                        keys.STOPPED_KEY: stop,
+                        PHASE_COUNT_KEY: 1,
+                        **_attempts_metadata(rejected.outcome),
+                        **_digest_metadata(rejected.outcome),
+                        **rejected.outcome.usage.as_metadata(),
+                        **budget_metadata(status),
+                    },
+                )
+                return
             raise Failure(
                 description=str(rejected),
                 metadata={
@@ -334,6 +346,9 @@ def build_plan_op(frame: Frame, step: FrameStep, phase: int) -> OpDefinition:
             description=f"plan of phase {phase}: {fragment.reasoning[:200]}",
             metadata={k: v for k, v in metadata.items() if not k.startswith(keys.BUDGET_PREFIX)},
         )
+        if not record.steps:  # done, nothing to run: no level, fan-out or collect starts
+            yield Output(PhaseResult(phase, record, progress), CLOSED, metadata=metadata)
+            return
         yield Output(record, PLAN, metadata=metadata)
         yield Output(progress, PROGRESS)
         yield from _tasks(record, progress, depth=1)
@@ -346,13 +361,27 @@ def build_plan_op(frame: Frame, step: FrameStep, phase: int) -> OpDefinition:
         name=plan_op_name(step.name, phase),
         ins=ins,
         outs={
-            PLAN: Out(PlanRecord),
-            PROGRESS: Out(PlanProgress),
-            LEVEL: DynamicOut(PlannedTask),
+            PLAN: Out(PlanRecord, is_required=False),
+            PROGRESS: Out(PlanProgress, is_required=False),
+            LEVEL: DynamicOut(PlannedTask, is_required=False),
+            CLOSED: Out(PhaseResult, is_required=False),
         },
         description=f"Plan phase {phase} of '{step.name}': {spec.goal[:120]}",
         required_resource_keys={planner_key},
         tags=op_tags(frame, step),
+    )
+
+
+def _budget_stop(outcome: PlanOutcome, phase: int) -> str | None:
+    """Why planning stops gracefully: the last answer only failed to fit the budget."""
+    findings = outcome.attempts[-1].findings if outcome.attempts else ()
+    over = [f for f in findings if f.code == "OVER_BUDGET"]
+    if not over:
+        return None
+    ceilings = [m.group(1) for f in over if (m := re.search(r"past (.+?); ", f.message))]
+    return (
+        f"budget ceiling reached: the plan of phase {phase} would not fit: "
+        + (", ".join(dict.fromkeys(ceilings)) or over[0].message)
     )
 
 
@@ -530,13 +559,16 @@ def build_fanout_op(frame: Frame, step: FrameStep, phase: int, depth: int) -> Op
 
 
 def build_collect_op(frame: Frame, step: FrameStep, phase: int) -> OpDefinition:
-    """Close a phase: every planned result of it, and whether planning should go on."""
+    """Close a phase: every planned result of it, and (as `next`) whether planning goes on."""
+    spec = _spec(step)
 
     def compute(context: OpExecutionContext, inputs: Mapping[str, Any]) -> Iterator[Output]:
         plan: PlanRecord = inputs[PLAN]
         progress: PlanProgress = inputs[PROGRESS].with_level(list(inputs[DONE]))
         result = PhaseResult(phase, plan, progress)
         ran = sum(1 for r in progress.planned.values() if r.status == "succeeded")
+        if not result.finished and phase < spec.max_phases:
+            yield Output(result, NEXT)
         yield Output(
             result,
             RESULT,
@@ -552,7 +584,7 @@ def build_collect_op(frame: Frame, step: FrameStep, phase: int) -> OpDefinition:
         compute_fn=compute,
         name=collect_op_name(step.name, phase),
         ins={PLAN: In(PlanRecord), PROGRESS: In(PlanProgress), DONE: In(list)},
-        outs={RESULT: Out(PhaseResult)},
+        outs={RESULT: Out(PhaseResult), NEXT: Out(PhaseResult, is_required=False)},
         description=f"Collect phase {phase} of '{step.name}'",
         tags=op_tags(frame, step),
     )
@@ -578,6 +610,19 @@ def build_planning_result_op(frame: Frame, step: FrameStep) -> OpDefinition:
             ),
             "",
         )
+        last = phases[-1] if phases else None
+        if (
+            not stopped
+            and spec.max_phases > 1
+            and last is not None
+            and last.phase == spec.max_phases
+            and last.plan.fragment_id
+            and not last.plan.done
+        ):
+            stopped = (
+                f"planning bound reached: max_phases ({spec.max_phases} of {spec.max_phases} "
+                "phases) without the planner answering done"
+            )
         used = budget_use(context.instance, context.run_id).plus(BudgetUse(steps=1))  # this step
         status = BudgetStatus(frame.template.budget, used)
         stored = store_value(context.op_handle.name, table, run_artifacts_dir(context))

@@ -103,6 +103,16 @@ class PlanningSpec(_Strict):
     sees: list[Name] | None = Field(
         None, description="Upstream steps whose results the planner sees (default: all)."
     )
+    on_budget: Literal["stop", "fail"] = Field(
+        "stop",
+        description=(
+            "When the next phase cannot fit the remaining budget: 'stop' ends the planning step "
+            "with the results of the phases that ran; 'fail' fails it."
+        ),
+    )
+    max_children: PositiveInt | None = Field(
+        None, description="Most planned steps that may depend directly on any one step."
+    )
 
     def presets(self) -> dict[str, dict[str, Any]]:
         """Allowed capability name -> pinned config (empty when none is pinned)."""

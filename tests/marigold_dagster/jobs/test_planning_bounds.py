@@ -140,14 +140,19 @@ def test_a_run_with_priced_models_stops_at_max_cost_usd_and_names_it(run_planned
     assert budget_use(instance, run.result.run_id).cost_usd > 5
 
 
-def test_an_estimate_that_would_pass_max_cost_usd_is_rejected(run_planned):
+def test_a_plan_whose_cost_would_pass_max_cost_usd_is_rejected_and_planning_stops(run_planned):
     # $4,000 per million: the planner call alone is about $7, past the $5.00 ceiling.
     plan = fragment(step("ask", "t.ask_each"))
     prices = {PRICE_PROMPT_ENV: "4000", PRICE_CACHED_ENV: "4000", PRICE_COMPLETION_ENV: "4000"}
     run = run_planned([plan, plan, plan], prices=prices, rows=1, max_depth=1)
-    attempts = step_metadata(run, "review__plan", "STEP_FAILURE")["marigold/validation"]
-    assert "[OVER_BUDGET]" in attempts[0]["findings"][0]
-    assert "max_cost_usd" in attempts[0]["findings"][0]
+    assert run.result.success, run.summary.render()
+    plan = step_metadata(run, "review__plan")
+    assert plan["marigold/stopped"].startswith(
+        "budget ceiling reached: the plan of phase 1 would not fit: max_cost_usd ($"
+    )
+    assert all("[OVER_BUDGET]" in a["findings"][0] for a in plan["marigold/validation"])
+    assert plan["llm.requests"] == 3 and plan["llm.cost_usd"] > 5
+    assert "review__L1[ask]" not in run.started
 
 
 def test_the_offline_model_is_bound_at_no_cost():
@@ -160,3 +165,47 @@ def test_the_offline_model_is_bound_at_no_cost():
         assert bound_prices("planner_model").describe() == "$0.00 (unpriced)"
     finally:
         restore_price_book(saved)
+
+
+PHASE_ONE = fragment(
+    step("mark_all", "t.mark"), step("count", "aggregate.count", ["mark_all"], by=["trail"])
+)
+TOO_BIG = fragment(
+    step("m2", "t.mark", ["mark_all"]),
+    step("m3", "t.mark", ["mark_all"]),
+    step("c2", "aggregate.count", ["m2"], by=["trail"]),
+    reasoning="mark again and count",
+)
+
+
+def test_a_last_phase_that_cannot_fit_the_budget_stops_with_the_earlier_results(run_planned):
+    # load and phase 1 use 3 of 5 steps; phase 2 would add 3 more, every time it is asked.
+    run = run_planned([PHASE_ONE, TOO_BIG, TOO_BIG, TOO_BIG], max_phases=2, max_steps=5)
+    assert run.result.success, run.summary.render()
+    stopped = step_metadata(run, "review__p2_plan")["marigold/stopped"]
+    assert stopped == (
+        "budget ceiling reached: the plan of phase 2 would not fit: max_steps (6 of 5 steps)"
+    )
+    assert not [key for key in run.started if key.startswith("review__p2_L")]
+    result = step_metadata(run, "review")
+    assert result["marigold/status"] == "stopped"
+    assert result["marigold/stopped"] == stopped
+    assert run.rows("review") == [{"trail": "load>mark_all", "count": 4, "planned_step": "count"}]
+    assert "finish" in run.started and run.rows("finish")
+
+
+def test_on_budget_fail_fails_the_step_instead(run_planned):
+    def fail(text: str) -> str:
+        return text.replace("max_attempts: 3", "max_attempts: 3\n      on_budget: fail")
+
+    run = run_planned([PHASE_ONE, TOO_BIG, TOO_BIG, TOO_BIG], max_phases=2, max_steps=5, edit=fail)
+    assert not run.result.success
+    assert "review" not in run.started
+
+
+def test_max_phases_without_done_is_recorded_as_the_bound_that_stopped_planning(run_planned):
+    phase_two = fragment(step("c2", "aggregate.count", ["mark_all"], by=["trail"]))
+    run = run_planned([PHASE_ONE, phase_two], max_phases=2)
+    assert run.result.success, run.summary.render()
+    result = step_metadata(run, "review")
+    assert result["marigold/stopped"].startswith("planning bound reached: max_phases (2 of 2")
