@@ -5,7 +5,8 @@ schema (`SCHEMA`), capability references (`UNKNOWN_CAPABILITY`, `NOT_ALLOWED`,
 `COMPOSITION_NOT_ALLOWED`), compositions and configs (`INVALID_CONFIG`, `KIND_MISMATCH`, ...),
 the frame (`FRAME_VIOLATION`: template step names, convergence or branching keys), ids
 (`INVALID_ID`, `DUPLICATE_ID`), input references (`DANGLING_REFERENCE`), acyclicity (`CYCLE`),
-bounds (`TOO_MANY_STEPS`, `TOO_DEEP`, `OVER_BUDGET`) and `EMPTY_NOT_DONE`. A fragment is
+bounds (`TOO_MANY_STEPS`, `TOO_DEEP`, `OVER_FANOUT`, `TOO_MANY_CHILDREN`, `OVER_BUDGET`) and
+`EMPTY_NOT_DONE`. A fragment is
 accepted only when there are no findings at all.
 """
 
@@ -59,6 +60,8 @@ class PlanningScope:
         composable: primitives a dynamic composition may use.
         budget: the task budget as used so far, or None to skip budget checks.
         usd_per_token: the worker model's blended price, for cost estimates.
+        max_children: the most planned steps that may depend directly on any one step (a
+            planned step or a result; a step without depends_on depends on `primary`).
     """
 
     step: str
@@ -74,6 +77,7 @@ class PlanningScope:
     composable: frozenset[str] = frozenset()
     budget: BudgetStatus | None = None
     usd_per_token: float = 0.0
+    max_children: int | None = None
 
     def json_schema(self) -> dict[str, Any]:
         return fragment_json_schema(
@@ -201,6 +205,7 @@ def _validate(answer: Any, scope: PlanningScope) -> Verdict:
                 f"{scope.max_fanout}; chain or merge steps",
             )
         )
+    _check_children(fragment, scope, findings)
     validated = _check_steps(fragment, scope, depths, findings)
     if findings:
         return verdict
@@ -438,6 +443,27 @@ def _check_references(
                 )
             )
     return depths
+
+
+def _check_children(fragment: Fragment, scope: PlanningScope, findings: list[Finding]) -> None:
+    """`TOO_MANY_CHILDREN`: more planned steps depend directly on one step than allowed."""
+    if scope.max_children is None:
+        return
+    children: Counter[str] = Counter()
+    for step in fragment.steps:
+        parents = step.depends_on or ([scope.primary] if scope.primary else [])
+        children.update(dict.fromkeys(parents, 1))
+    for parent, count in sorted(children.items()):
+        if count > scope.max_children:
+            findings.append(
+                Finding(
+                    "TOO_MANY_CHILDREN",
+                    "steps",
+                    f"{count} planned steps depend directly on '{parent}', but this planning "
+                    f"step allows at most {scope.max_children} per step; chain some of them "
+                    "after another step, or merge them into fewer steps",
+                )
+            )
 
 
 def _available(scope: PlanningScope, ids: set[str]) -> str:

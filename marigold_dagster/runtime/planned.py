@@ -174,6 +174,7 @@ def planning_scope(
         allow_dynamic_composition=spec.allow_dynamic_composition,
         composable=composable if spec.allow_dynamic_composition else frozenset(),
         budget=budget,
+        max_children=spec.max_children,
         usd_per_token=max(bound_prices(key).per_token() for key in frame.template.models.values()),
     )
 

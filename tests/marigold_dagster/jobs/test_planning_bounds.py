@@ -105,9 +105,7 @@ def test_a_planner_that_answers_badly_three_times_is_charged_for_all_three(
     attempts = failed["marigold/validation"]
     assert [a["accepted"] for a in attempts] == [False, False, False]
     assert all(a["prompt_tokens"] > 0 and a["completion_tokens"] > 0 for a in attempts)
-    assert sum(a["prompt_tokens"] + a["completion_tokens"] for a in attempts) == (
-        prompts + answers
-    )
+    assert sum(a["prompt_tokens"] + a["completion_tokens"] for a in attempts) == (prompts + answers)
     assert budget_use(instance, run.result.run_id).tokens == prompts + answers
 
 

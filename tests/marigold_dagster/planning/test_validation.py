@@ -481,6 +481,26 @@ def test_more_steps_at_one_depth_than_max_fanout_is_over_fanout():
     assert "chain or merge steps" in finding.message
 
 
+def test_more_children_of_one_step_than_max_children_is_too_many_children():
+    # Two children of `a` pass max_children 2; three of `load` (implicitly, by no depends_on)
+    # do not, whatever the width of the depth level.
+    answer = fragment(
+        step("a", "t.mark"),
+        step("b", "t.mark"),
+        step("c", "t.mark"),
+        step("a1", "t.mark", ["a"]),
+        step("a2", "t.mark", ["a"]),
+    )
+    finding = only(validate_fragment(answer, make_scope(max_children=2)), "TOO_MANY_CHILDREN")
+    assert finding.message.startswith(
+        "3 planned steps depend directly on 'load', but this planning step allows at most 2"
+    )
+    chained = fragment(
+        step("a", "t.mark"), step("a1", "t.mark", ["a"]), step("a2", "t.mark", ["a"])
+    )
+    assert validate_fragment(chained, make_scope(max_children=2)).accepted
+
+
 # ---------------------------------------------------------------------------------------------
 # Budget and emptiness
 
