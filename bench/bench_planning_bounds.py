@@ -2,8 +2,8 @@
 
 Two runs, in process on a throwaway instance:
 - the flagship `contract_review` with the offline model (its default input);
-- a 3-phase plan of the planned-step test template, the planner scripted through the SGLang
-  test server (phase 1 marks and asks per row, phase 2 counts, phase 3 answers done).
+- `contract_review` with `max_phases: 3`, the planner scripted through the SGLang test server
+  (phase 1 filters and extracts, phase 2 totals per counterparty, phase 3 answers done).
 
 For each phase it prints the validator's token estimate beside the tokens the planned steps
 then used, and for each run the Dagster steps started per planned step, after subtracting the
@@ -33,8 +33,7 @@ from marigold_dagster.jobs.definitions import build_defs  # noqa: E402
 from marigold_dagster.template.loader import load_template  # noqa: E402
 from resources.sglang import SGLangResource  # noqa: E402
 from resources.sglang_test_server import SGLangTestServer  # noqa: E402
-from tests.support.capabilities import TEST_CAPABILITIES  # noqa: E402
-from tests.support.planning import TEMPLATE, ScriptedPlanner, fragment, step  # noqa: E402
+from tests.support.planning import ScriptedPlanner, fragment, step  # noqa: E402
 
 ROOT = Path(__file__).parents[1]
 
@@ -88,18 +87,31 @@ def flagship() -> dict[str, Any]:
 
 
 def multi_phase() -> dict[str, Any]:
+    """contract_review with `max_phases: 3`, its planner scripted through the test server."""
     script = ScriptedPlanner()
     script.answers[:] = [
-        fragment(step("mark_all", "t.mark"), step("ask", "t.ask_each", ["mark_all"])),
-        fragment(step("count", "aggregate.count", ["ask"], by=["trail"]), reasoning="count"),
-        fragment(done=True, reasoning="counted"),
+        fragment(
+            step("high", "transform.filter"),
+            step("terms", "extract_fields", ["high"]),
+            reasoning="keep the high-risk contracts and extract their liability terms",
+        ),
+        fragment(
+            step("exposure", "aggregate.group", ["terms"]),
+            reasoning="total the exposure per counterparty",
+        ),
+        fragment(done=True, reasoning="exposure totalled"),
     ]
-    catalog = standard_catalog().extended(TEST_CAPABILITIES)
-    text = TEMPLATE.format(rows=40, max_depth=2, max_phases=3, max_steps=30, max_tokens=200_000)
+    text = (ROOT / "templates" / "contract_review.yaml").read_text()
+    text = text.replace("max_phases: 1", "max_phases: 3").replace(
+        "max_planning_phases: 2", "max_planning_phases: 3"
+    )
+    text = text.replace(
+        "default: data/contracts.csv", f"default: {ROOT}/templates/data/contracts.csv"
+    )
     with tempfile.TemporaryDirectory() as home:
-        path = Path(home) / "planned.yaml"
+        path = Path(home) / "contract_review.yaml"
         path.write_text(text)
-        frame = load_template(path, catalog)
+        frame = load_template(path, standard_catalog())
         with SGLangTestServer(model="planner-double", responder=script) as server:
             model = SGLangResource(base_url=server.url, model="planner-double")
             job = compile_frame(
@@ -110,8 +122,11 @@ def multi_phase() -> dict[str, Any]:
                 started = [
                     e.step_key for e in result.all_events if e.event_type_value == "STEP_START"
                 ]
-                template_steps = sum(1 for key in started if not key.startswith("review__"))
-                return {"success": result.success, **figures(result, "review", template_steps)}
+                template_steps = sum(1 for key in started if not key.startswith("deep_review__"))
+                return {
+                    "success": result.success,
+                    **figures(result, "deep_review", template_steps),
+                }
 
 
 def main() -> None:

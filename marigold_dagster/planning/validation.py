@@ -15,14 +15,16 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import jsonschema
 from pydantic import ValidationError
 
-from grammar_ops import Catalog, Composition, CompositionError, Finding, Kind
+from grammar_ops import Catalog, Composition, CompositionError, Finding, GrammarError, Kind
+from grammar_ops.primitives.transform import evaluate_per_row
+from grammar_ops.tokens import count_tokens
 from marigold_dagster.graphs import depths as graph_depths
 from marigold_dagster.graphs import find_cycle
 from marigold_dagster.planning.budget import (
@@ -30,6 +32,7 @@ from marigold_dagster.planning.budget import (
     BudgetUse,
     estimate_model_tokens,
     estimated_answer_tokens,
+    estimated_prompt_tokens,
 )
 from marigold_dagster.planning.fragment import (
     PLANNED_ID_PATTERN,
@@ -60,6 +63,8 @@ class PlanningScope:
         composable: primitives a dynamic composition may use.
         budget: the task budget as used so far, or None to skip budget checks.
         usd_per_token: the worker model's blended price, for cost estimates.
+        samples: rows of each result (up to a few hundred), so estimates see how many rows a
+            filter keeps and how long the texts a per-row model call reads are.
         max_children: the most planned steps that may depend directly on any one step (a
             planned step or a result; a step without depends_on depends on `primary`).
     """
@@ -78,6 +83,7 @@ class PlanningScope:
     budget: BudgetStatus | None = None
     usd_per_token: float = 0.0
     max_children: int | None = None
+    samples: Mapping[str, Sequence[Mapping[str, Any]]] = field(default_factory=dict)
 
     def json_schema(self) -> dict[str, Any]:
         return fragment_json_schema(
@@ -480,6 +486,7 @@ def _check_steps(
         return []
     kinds: dict[str, Kind] = {name: kind for name, (kind, _) in scope.results.items()}
     rows: dict[str, int | None] = {name: count for name, (_, count) in scope.results.items()}
+    samples: dict[str, Sequence[Mapping[str, Any]] | None] = dict(scope.samples)
     specs = {step.id: step for step in fragment.steps}
     validated: list[ValidatedStep] = []
     for step_id in sorted(specs, key=lambda s: (depths.get(s, 0), _position(fragment, s))):
@@ -494,14 +501,20 @@ def _check_steps(
         output_kind = composition.output_kind(input_kind)
         kinds[step_id] = output_kind
         calls = rows.get(source) if source else None
-        rows[step_id] = calls
+        sample = samples.get(source) if source else None
         tokens = 0
         for composed in composition.steps:
+            settings = composed.config.model_dump(by_alias=True)
+            if composed.primitive.name == "transform.filter" and sample:
+                calls, sample = _filtered(settings.get("where"), calls, sample)
             if composed.primitive.model_role(composed.config) is None:
                 continue
             per_row = composed.primitive.model_calls == "per_row"
-            answer = estimated_answer_tokens([composed.config.model_dump()])
-            tokens += estimate_model_tokens((calls or 1) if per_row else 1, answer)
+            answer = estimated_answer_tokens([settings])
+            prompt = estimated_prompt_tokens(settings, sample if per_row else None, count_tokens)
+            tokens += estimate_model_tokens((calls or 1) if per_row else 1, answer, prompt)
+        rows[step_id] = calls
+        samples[step_id] = sample
         validated.append(
             ValidatedStep(
                 id=step_id,
@@ -518,6 +531,22 @@ def _check_steps(
             )
         )
     return validated
+
+
+def _filtered(
+    where: Any, rows: int | None, sample: Sequence[Mapping[str, Any]]
+) -> tuple[int | None, Sequence[Mapping[str, Any]]]:
+    """Rows a filter keeps, scaled from the share of the sample it keeps, and those rows."""
+    if not isinstance(where, str):
+        return rows, sample
+    try:
+        keep = evaluate_per_row(where, [dict(row) for row in sample], "transform.filter")
+    except (GrammarError, ValueError, TypeError):
+        return rows, sample
+    kept = [row for row, passed in zip(sample, keep, strict=True) if passed]
+    if rows is None:
+        return None, kept
+    return round(rows * len(kept) / len(sample)), kept
 
 
 def _position(fragment: Fragment, step_id: str) -> int:

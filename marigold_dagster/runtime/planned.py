@@ -65,6 +65,7 @@ from marigold_dagster.template.frame import Frame, FrameStep
 from resources.pricing import bound_prices, priced_model
 
 MAX_REASONING_METADATA = 500
+ESTIMATE_SAMPLE_ROWS = 500
 
 
 @dataclass(frozen=True)
@@ -156,11 +157,14 @@ def planning_scope(
     presets = spec.presets()
     composable = frozenset(name for name in presets if name in frame.catalog.primitives)
     results: dict[str, tuple[Kind, int | None]] = {}
+    samples: dict[str, list[dict[str, Any]]] = {}
     for name, value in progress.inputs.items():
         results[name] = (value.kind, value.rows)
+        samples[name] = _sample(value)
     for name, planned in progress.planned.items():
         if planned.value is not None:
             results[name] = (planned.value.kind, planned.value.rows)
+            samples[name] = _sample(planned.value)
     return PlanningScope(
         step=step.name,
         template_steps=frozenset(frame.steps),
@@ -175,8 +179,21 @@ def planning_scope(
         composable=composable if spec.allow_dynamic_composition else frozenset(),
         budget=budget,
         max_children=spec.max_children,
+        samples={name: rows for name, rows in samples.items() if rows},
         usd_per_token=max(bound_prices(key).per_token() for key in frame.template.models.values()),
     )
+
+
+def _sample(value: StepValue) -> list[dict[str, Any]]:
+    """The first rows of a result, for the plan's estimates (none for a non-table)."""
+    if value.kind not in (Kind.TABLE, Kind.RECORDS):
+        return []
+    loaded = value.load()
+    if isinstance(loaded, pa.Table):
+        return loaded.slice(0, ESTIMATE_SAMPLE_ROWS).to_pylist()
+    if isinstance(loaded, list):
+        return [row for row in loaded[:ESTIMATE_SAMPLE_ROWS] if isinstance(row, dict)]
+    return []
 
 
 def plan_request(
