@@ -161,6 +161,7 @@ LEVEL = "level"
 PROGRESS = "progress"
 PREVIOUS = "previous"
 NEXT = "next"  # a phase's result, emitted only when another phase should be planned
+PHASE = "phase"  # a phase's result, from the fan-out or collect op that closed it
 CLOSED = "closed"  # a phase that planned nothing to run, straight to the planning result
 TASK = "task"
 DONE = "done_level"

@@ -80,15 +80,18 @@ def wire_planning(ops: PlanningOps, upstream: dict[str, Any]) -> Any:
         levels = ops.levels[index]
         done = planned.level.map(lambda task, op=levels[0]: op(task=task)).collect()
         progress = planned.progress
+        closers = []
         for depth, fanout in enumerate(ops.fanouts[index], start=2):
             released = fanout(plan=planned.plan, progress=progress, done_level=done)
+            closers.append(released)
             progress = released.progress
             done = released.level.map(lambda task, op=levels[depth - 1]: op(task=task)).collect()
-        collected = ops.collects[index](plan=planned.plan, progress=progress, done_level=done)
-        # A phase that planned nothing to run closes at its plan op; the next phase is planned
-        # only from a collect's `next` (not done, not stopped), so later phases start no ops.
-        phases.extend([planned.closed, collected.result])
-        previous = collected.next
+        closers.append(ops.collects[index](plan=planned.plan, progress=progress, done_level=done))
+        # A phase closes at its plan op (nothing to run), at the first fan-out with nothing
+        # deeper to release (or a spent budget), or at its collect; later fan-outs, and the
+        # next phase unless the closer says `next` (not done, not stopped), start no ops.
+        phases.extend([planned.closed, *(closer.phase for closer in closers)])
+        previous = [closer.next for closer in closers]
     return ops.result(phases=phases)
 
 

@@ -33,6 +33,7 @@ from marigold_dagster.keys import (
     DONE,
     LEVEL,
     NEXT,
+    PHASE,
     PHASES,
     PLAN,
     PREVIOUS,
@@ -71,7 +72,7 @@ def build_plan_op(frame: Frame, step: FrameStep, phase: int) -> OpDefinition:
 
     ins = {name: In(StepValue) for name in deps}
     if phase > 1:
-        ins[PREVIOUS] = In(PhaseResult)
+        ins[PREVIOUS] = In(list)  # fan-in: from whichever op closed the phase before
     return OpDefinition(
         compute_fn=compute,
         name=plan_op_name(step.name, phase),
@@ -117,7 +118,12 @@ def build_fanout_op(frame: Frame, step: FrameStep, phase: int, depth: int) -> Op
         compute_fn=compute,
         name=fanout_op_name(step.name, phase, depth),
         ins={PLAN: In(PlanRecord), PROGRESS: In(PlanProgress), DONE: In(list)},
-        outs={PROGRESS: Out(PlanProgress), LEVEL: DynamicOut(PlannedTask)},
+        outs={
+            PROGRESS: Out(PlanProgress, is_required=False),
+            LEVEL: DynamicOut(PlannedTask, is_required=False),
+            PHASE: Out(PhaseResult, is_required=False),
+            NEXT: Out(PhaseResult, is_required=False),
+        },
         description=f"Release the depth-{depth} planned steps of phase {phase} of '{step.name}'",
         tags=op_tags(frame, step),
     )
@@ -133,7 +139,7 @@ def build_collect_op(frame: Frame, step: FrameStep, phase: int) -> OpDefinition:
         compute_fn=compute,
         name=collect_op_name(step.name, phase),
         ins={PLAN: In(PlanRecord), PROGRESS: In(PlanProgress), DONE: In(list)},
-        outs={RESULT: Out(PhaseResult), NEXT: Out(PhaseResult, is_required=False)},
+        outs={PHASE: Out(PhaseResult), NEXT: Out(PhaseResult, is_required=False)},
         description=f"Collect phase {phase} of '{step.name}'",
         tags=op_tags(frame, step),
     )

@@ -36,6 +36,7 @@ from marigold_dagster.keys import (
     DONE,
     LEVEL,
     NEXT,
+    PHASE,
     PHASE_COUNT_KEY,
     PHASES,
     PLAN,
@@ -358,7 +359,8 @@ def plan_phase(
     upstream = {name: inputs[name] for name in deps}
     primary = deps[0] if deps else None
     progress = PlanProgress(dict(upstream), primary)
-    previous: PhaseResult | None = inputs.get(PREVIOUS)
+    # The phase before hands over from whichever of its ops closed it (one, or none at all).
+    previous: PhaseResult | None = next(iter(inputs.get(PREVIOUS) or []), None)
     if previous is not None:
         progress = PlanProgress(dict(upstream), primary, dict(previous.progress.planned), "")
     status = budget_status(context.instance, context.run_id, frame.template.budget)
@@ -535,19 +537,25 @@ def release_level(
     depth: int,
     inputs: Mapping[str, Any],
 ) -> Iterator[Any]:
-    """After level `depth - 1` finished: record its results and release level `depth`."""
+    """After level `depth - 1` finished: record its results and release level `depth`.
+
+    When the plan has no step of depth `depth` or more, or the budget is spent, this op closes
+    the phase instead (as `collect_phase` would), so no later fan-out or collect starts.
+    """
     plan: PlanRecord = inputs[PLAN]
     progress: PlanProgress = inputs[PROGRESS].with_level(list(inputs[DONE]))
+    pending = [s for s in plan.steps if s.depth >= depth]
+    if not pending:
+        yield from _close_phase(step, phase, plan, progress)
+        return
     status = budget_status(context.instance, context.run_id, frame.template.budget)
     reason = status.ceiling_reached()
-    pending = [s for s in plan.steps if s.depth >= depth]
-    if reason and pending:
+    if reason:
         context.log.warning(
             f"'{step.name}' stops creating work: {reason}; "
             f"{len(pending)} planned step(s) of depth {depth}+ not started"
         )
-        progress = replace(progress, stopped=reason)
-        yield Output(progress, PROGRESS, metadata={keys.STOPPED_KEY: reason})
+        yield from _close_phase(step, phase, plan, replace(progress, stopped=reason))
         return
     yield Output(progress, PROGRESS)
     yield from _tasks(plan, progress, depth)
@@ -560,17 +568,24 @@ def collect_phase(
     phase: int,
     inputs: Mapping[str, Any],
 ) -> Iterator[Output]:
-    """Close phase `phase`: every planned result of it, and (as `next`) whether planning goes
-    on: only then does the next phase's plan op start."""
+    """Close phase `phase` after its deepest level: every planned result of it."""
     plan: PlanRecord = inputs[PLAN]
     progress: PlanProgress = inputs[PROGRESS].with_level(list(inputs[DONE]))
+    yield from _close_phase(step, phase, plan, progress)
+
+
+def _close_phase(
+    step: FrameStep, phase: int, plan: PlanRecord, progress: PlanProgress
+) -> Iterator[Output]:
+    """The phase's result, and (as `next`) whether planning goes on: only then does the next
+    phase's plan op start."""
     result = PhaseResult(phase, plan, progress)
     ran = sum(1 for r in progress.planned.values() if r.status == StepStatus.SUCCEEDED)
     if not result.finished and phase < step.planning.max_phases:
         yield Output(result, NEXT)
     yield Output(
         result,
-        RESULT,
+        PHASE,
         metadata={
             keys.PLANNING_PHASE_KEY: phase,
             keys.PLANNED_STEPS_RUN_KEY: ran,

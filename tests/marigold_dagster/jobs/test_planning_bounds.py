@@ -207,3 +207,23 @@ def test_max_phases_without_done_is_recorded_as_the_bound_that_stopped_planning(
     assert run.result.success, run.summary.render()
     result = step_metadata(run, "review")
     assert result["marigold/stopped"].startswith("planning bound reached: max_phases (2 of 2")
+
+
+def test_later_phases_and_fan_outs_with_nothing_to_release_start_no_ops(run_planned):
+    phase_two = fragment(step("c2", "aggregate.count", ["mark_all"], by=["trail"]))
+    done = fragment(done=True, reasoning="counted")
+    run = run_planned(
+        [fragment(step("mark_all", "t.mark")), phase_two, done], max_phases=3, max_depth=3
+    )
+    assert run.result.success, run.summary.render()
+    assert [key for key in run.started if key.startswith("review")] == [
+        "review__plan",
+        "review__L1[mark_all]",
+        "review__L2_fanout",  # nothing of depth 2: it closes phase 1
+        "review__p2_plan",
+        "review__p2_L1[c2]",
+        "review__p2_L2_fanout",
+        "review__p3_plan",  # done: nothing of phase 3 runs
+        "review",
+    ]
+    assert run.rows("review") == [{"trail": "load>mark_all", "count": 4, "planned_step": "c2"}]
