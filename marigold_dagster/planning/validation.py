@@ -5,8 +5,8 @@ schema (`SCHEMA`), capability references (`UNKNOWN_CAPABILITY`, `NOT_ALLOWED`,
 `COMPOSITION_NOT_ALLOWED`), compositions and configs (`INVALID_CONFIG`, `KIND_MISMATCH`, ...),
 the frame (`FRAME_VIOLATION`: template step names, convergence or branching keys), ids
 (`INVALID_ID`, `DUPLICATE_ID`), input references (`DANGLING_REFERENCE`), acyclicity (`CYCLE`),
-bounds (`TOO_MANY_STEPS`, `TOO_DEEP`, `OVER_FANOUT`, `TOO_MANY_CHILDREN`, `OVER_BUDGET`) and
-`EMPTY_NOT_DONE`. A fragment is
+bounds (`TOO_MANY_STEPS`, `TOO_DEEP`, `OVER_FANOUT`, `TOO_MANY_CHILDREN`, `OVER_BUDGET`),
+the output contract (`OUTPUT_CONTRACT`) and `EMPTY_NOT_DONE`. A fragment is
 accepted only when there are no findings at all.
 """
 
@@ -65,6 +65,9 @@ class PlanningScope:
         usd_per_token: the worker model's blended price, for cost estimates.
         samples: rows of each result (up to a few hundred), so estimates see how many rows a
             filter keeps and how long the texts a per-row model call reads are.
+        output_columns: the output contract: columns the rows of the plan's terminal steps
+            must have (checked on a fragment that is done, or of the last phase).
+        last_phase: whether no phase can follow this one.
         max_children: the most planned steps that may depend directly on any one step (a
             planned step or a result; a step without depends_on depends on `primary`).
     """
@@ -84,6 +87,8 @@ class PlanningScope:
     usd_per_token: float = 0.0
     max_children: int | None = None
     samples: Mapping[str, Sequence[Mapping[str, Any]]] = field(default_factory=dict)
+    output_columns: tuple[str, ...] = ()
+    last_phase: bool = True
 
     def json_schema(self) -> dict[str, Any]:
         return fragment_json_schema(
@@ -213,6 +218,8 @@ def _validate(answer: Any, scope: PlanningScope) -> Verdict:
         )
     _check_children(fragment, scope, findings)
     validated = _check_steps(fragment, scope, depths, findings)
+    if not findings and (fragment.done or scope.last_phase):
+        _check_output(fragment, scope, validated, findings)
     if findings:
         return verdict
     estimate = BudgetUse(
@@ -547,6 +554,74 @@ def _filtered(
     if rows is None:
         return None, kept
     return round(rows * len(kept) / len(sample)), kept
+
+
+# Primitives whose rows keep the columns they were given.
+KEEPS_COLUMNS = {"transform.filter", "validate.json_schema", "validate.rules", "assert.condition"}
+
+
+def columns_after(composition: Composition, columns: set[str] | None) -> set[str] | None:
+    """The columns `composition` produces from rows with `columns`, through the primitives'
+    output contracts; None where a primitive's columns are not known here."""
+    for composed in composition.steps:
+        if columns is None:
+            return None
+        name = composed.primitive.name
+        config = composed.config.model_dump(by_alias=True)
+        if name in KEEPS_COLUMNS:
+            continue
+        if name == "transform.select":
+            columns = set(config["fields"])
+        elif name == "transform.rename":
+            columns = {config["fields"].get(column, column) for column in columns}
+        elif name == "transform.derive":
+            columns = columns | set(config["fields"])
+        elif name == "aggregate.count":
+            columns = set(config["by"]) | {config["output_field"]}
+        elif name == "aggregate.group":
+            columns = set(config["by"]) | {metric["name"] for metric in config["metrics"]}
+        elif name == "llm.classify":
+            columns = columns | {config["output_field"]}
+        elif name == "llm.extract":
+            properties = config["schema"].get("properties", {})
+            columns = columns | {config.get("prefix", "") + str(p) for p in properties}
+        else:
+            return None
+    return columns
+
+
+def _check_output(
+    fragment: Fragment,
+    scope: PlanningScope,
+    validated: list[ValidatedStep],
+    findings: list[Finding],
+) -> None:
+    """`OUTPUT_CONTRACT`: a terminal step whose rows would lack a column the contract needs."""
+    if not scope.output_columns or not validated:
+        return
+    needed = set(scope.output_columns) - {"planned_step"}  # the planning step adds it
+    columns: dict[str, set[str] | None] = {
+        name: set(rows[0]) if rows else None for name, rows in scope.samples.items()
+    }
+    consumed = {dep for step in fragment.steps for dep in step.depends_on}
+    for step in validated:  # in depth order: dependencies first
+        source = step.depends_on[0] if step.depends_on else scope.primary
+        columns[step.id] = columns_after(step.composition, columns.get(source) if source else None)
+    for step in validated:
+        produced = columns[step.id]
+        if step.id in consumed or produced is None:
+            continue
+        missing = sorted(needed - produced)
+        if missing:
+            findings.append(
+                Finding(
+                    "OUTPUT_CONTRACT",
+                    f"steps.{_position(fragment, step.id)}",
+                    f"'{step.id}' ends the plan, but its rows would lack {missing} (it produces "
+                    f"{sorted(produced)}); the planning step's result must have "
+                    f"{sorted(needed)}: end the plan with steps that produce them",
+                )
+            )
 
 
 def _position(fragment: Fragment, step_id: str) -> int:

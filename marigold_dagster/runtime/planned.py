@@ -153,6 +153,7 @@ def planning_scope(
     step: FrameStep,
     progress: PlanProgress,
     budget: BudgetStatus | None,
+    phase: int = 1,
 ) -> PlanningScope:
     spec = step.planning
     presets = spec.presets()
@@ -180,6 +181,8 @@ def planning_scope(
         composable=composable if spec.allow_dynamic_composition else frozenset(),
         budget=budget,
         max_children=spec.max_children,
+        output_columns=tuple(spec.output.columns) if spec.output else (),
+        last_phase=phase >= spec.max_phases,
         samples={name: rows for name, rows in samples.items() if rows},
         usd_per_token=max(bound_prices(key).per_token() for key in frame.template.models.values()),
     )
@@ -208,7 +211,7 @@ def plan_request(
     return PlanRequest(
         step=step.name,
         goal=spec.goal,
-        scope=planning_scope(frame, step, progress, status),
+        scope=planning_scope(frame, step, progress, status, phase),
         results=results,
         budget=status,
         max_attempts=spec.max_attempts,
