@@ -59,11 +59,11 @@ from jsonschema.validators import validator_for
 from pydantic import Field, PrivateAttr
 
 from grammar_ops.model import ModelCall, ModelError, ModelReply
+from grammar_ops.tokens import count_tokens
 from resources.event_loop_thread import EventLoopThread
 from resources.model_errors import ModelAnswerError, ModelServerCheckError, ModelServerError
 from resources.model_usage import ModelUsage
 from resources.regex_choices import choices_regex
-from resources.token_count import count_tokens
 
 logger = logging.getLogger(__name__)
 
