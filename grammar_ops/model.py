@@ -19,9 +19,11 @@ class ModelCall:
     """One request to a model.
 
     At most one constraint (`json_schema`, `regex`, `ebnf`, `choices`) is set; SGLang enforces it
-    during decoding. `subject` and `choice_descriptions` repeat, as data, what the prompt already
-    says in words: the offline model, which understands no language, reads them instead of the
-    prompt. A server never sees them except through the prompt.
+    during decoding. `subject`, `choice_descriptions`, `choice_schemas` (each choice's
+    configuration schema, without what the template pinned) and `columns` (of the results the
+    prompt shows) repeat, as data, what the prompt already says in words: the offline model,
+    which understands no language, reads them instead of the prompt. A server never sees them
+    except through the prompt.
     """
 
     purpose: Purpose
@@ -33,6 +35,8 @@ class ModelCall:
     choices: tuple[str, ...] | None = None
     subject: str | None = None
     choice_descriptions: Mapping[str, str] | None = None
+    choice_schemas: Mapping[str, Mapping[str, Any]] | None = None
+    columns: tuple[str, ...] | None = None
     temperature: float = 0.0
 
     def __post_init__(self) -> None:

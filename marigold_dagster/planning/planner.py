@@ -127,6 +127,8 @@ def plan_fragment(model: ModelClient, request: PlanRequest) -> PlanOutcome:
             json_schema=schema,
             subject=request.goal,
             choice_descriptions=descriptions,
+            choice_schemas=_config_schemas(request.scope.catalog, request.scope.presets),
+            columns=_columns(request.scope.samples),
         )
         started = time.perf_counter()
         try:
@@ -227,6 +229,34 @@ def _with_planner_usage(scope: PlanningScope, usage: UsageMeter) -> PlanningScop
         return scope
     spent = BudgetUse(tokens=usage.prompt_tokens + usage.completion_tokens, cost_usd=usage.cost_usd)
     return replace(scope, budget=BudgetStatus(scope.budget.budget, scope.budget.used.plus(spent)))
+
+
+def _config_schemas(
+    catalog: Catalog, presets: Mapping[str, Any]
+) -> dict[str, dict[str, Any]]:
+    """Each allowed capability's configuration schema, less the keys the template pinned."""
+    schemas = {}
+    for name, pinned in presets.items():
+        entry = catalog.primitives.get(name) or catalog.patterns.get(name)
+        config = getattr(entry, "Config", None)
+        if config is None:
+            continue
+        schema = dict(config.model_json_schema(by_alias=True))
+        schema["properties"] = {
+            k: v for k, v in schema.get("properties", {}).items() if k not in pinned
+        }
+        schema["required"] = [k for k in schema.get("required", []) if k not in pinned]
+        schemas[name] = schema
+    return schemas
+
+
+def _columns(samples: Mapping[str, Sequence[Mapping[str, Any]]]) -> tuple[str, ...]:
+    """The columns of the results the planner sees, in order of first appearance."""
+    columns: dict[str, None] = {}
+    for rows in samples.values():
+        if rows:
+            columns.update(dict.fromkeys(str(key) for key in rows[0]))
+    return tuple(columns)
 
 
 def _descriptions(catalog: Catalog, presets: Mapping[str, Any]) -> dict[str, str]:
