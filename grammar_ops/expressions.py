@@ -271,17 +271,21 @@ def parse_expression(text: str, *, aggregate: bool = False) -> Expression:
         raise ExpressionError(f"expression is {len(text)} characters long; at most {MAX_LENGTH}")
     try:
         tree = ast.parse(text.strip(), mode="eval")
+        builder = _Builder(text.strip())
+        if aggregate:
+            table_fn = builder.table(tree.body, 0)
+            return Expression(text, True, frozenset(builder.fields), None, table_fn)
+        row_fn = builder.row(tree.body, 0)
+        return Expression(text, False, frozenset(builder.fields), row_fn, None)
     except SyntaxError as error:
         raise ExpressionError(
             f"`{text}` is not a valid expression at column {error.offset or 0}: {error.msg}. "
             f"Allowed: {ALLOWED}"
         ) from None
-    builder = _Builder(text.strip())
-    if aggregate:
-        table_fn = builder.table(tree.body, 0)
-        return Expression(text, True, frozenset(builder.fields), None, table_fn)
-    row_fn = builder.row(tree.body, 0)
-    return Expression(text, False, frozenset(builder.fields), row_fn, None)
+    except (RecursionError, MemoryError):
+        raise ExpressionError(
+            f"`{text[:80]}...` nests too deeply to read; at most {MAX_DEPTH} levels (MAX_DEPTH)"
+        ) from None
 
 
 def check_row_expression(text: str) -> str:
@@ -312,6 +316,11 @@ class _Builder:
         self.text = text
         self.fields: set[str] = set()
         self.in_aggregate_argument = False
+
+    def source(self, node: ast.AST) -> str:
+        """The text of `node`, cut short (read from the source: no recursion over the tree)."""
+        segment = ast.get_source_segment(self.text, node) or type(node).__name__
+        return segment if len(segment) <= 60 else segment[:57] + "..."
 
     def fail(self, node: ast.AST, what: str) -> ExpressionError:
         column = getattr(node, "col_offset", 0) + 1
@@ -410,7 +419,7 @@ class _Builder:
             return lambda row: body(row) if test(row) else orelse(row)
         if isinstance(node, ast.Call):
             return self._row_call(node, recurse, d, in_aggregate=in_aggregate)
-        raise self.fail(node, f"`{ast.unparse(node)}` ({type(node).__name__})")
+        raise self.fail(node, f"`{self.source(node)}` ({type(node).__name__})")
 
     def _field(self, name: str) -> RowFn:
         self.fields.add(name)
@@ -471,7 +480,7 @@ class _Builder:
     ) -> Callable[[Any], Any]:
         name = node.func.id if isinstance(node.func, ast.Name) else None
         if name is None:
-            raise self.fail(node, f"calling `{ast.unparse(node.func)}`")
+            raise self.fail(node, f"calling `{self.source(node.func)}`")
         if node.keywords:
             raise self.fail(node, f"keyword arguments to `{name}()`")
         if name in AGGREGATE_FUNCTIONS:

@@ -127,3 +127,32 @@ def test_to_records_fails_cleanly_on_a_doubling_select(make_ctx):
     composition = standard_catalog().resolve("transform.to_records", {"select": doubling(30)})
     with pytest.raises(PrimitiveError, match="MAX_JMESPATH_SIZE"):
         composition.run({"x": 1}, make_ctx())
+
+
+# ------------------------------------------------------------------------ nesting and parsing
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "x" + "[0]" * 600,  # ast.unparse of the refused node recursed past Python's limit
+        "-" * 1900 + "x",
+        "[" * 199 + "]" * 199,
+        "len(" * 300 + "x" + ")" * 300,
+        "a" + ".b" * 900,
+    ],
+    ids=["subscripts", "unary", "lists", "calls", "attributes"],
+)
+def test_deep_expressions_are_config_errors_not_crashes(text):
+    with pytest.raises(
+        CompositionError, match="not allowed|not a valid|nesting deeper|nests too deeply"
+    ):
+        standard_catalog().resolve("transform.filter", {"where": text})
+    with pytest.raises(ExpressionError):
+        parse_expression(text, aggregate=True)
+
+
+def test_deep_jmespath_is_a_config_error_not_a_crash():
+    # jmespath's parser recursed past Python's limit on this, inside config validation.
+    with pytest.raises(CompositionError, match="nests too deeply"):
+        standard_catalog().resolve("transform.to_records", {"select": "!" * 999 + "a"})
