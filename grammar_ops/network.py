@@ -87,6 +87,46 @@ def _as_address(text: str) -> IPAddress | None:
     return address
 
 
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # well-known prefix: IPv4 in the last 32 bits
+_NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")  # local-use translation (RFC 8215)
+_IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")  # deprecated ::a.b.c.d
+_TEREDO = ipaddress.IPv6Network("2001::/32")
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> tuple[str, ipaddress.IPv4Address] | None:
+    """The IPv4 address an IPv6 address carries (NAT64, 6to4, IPv4-compatible), and how."""
+    if address in _NAT64:
+        return "a NAT64", ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    if address.sixtofour is not None:
+        return "a 6to4", address.sixtofour
+    if address in _IPV4_COMPATIBLE and int(address) > 1:
+        return "an IPv4-compatible", ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
+def _non_public(address: IPAddress) -> str | None:
+    """Why `address` is not a public address ("a private address"), or None when it is public.
+
+    IPv6 addresses that carry an IPv4 address are judged by it; Teredo, local-use NAT64 and
+    site-local addresses are never public.
+    """
+    if isinstance(address, ipaddress.IPv6Address):
+        if address in _TEREDO:
+            return "a Teredo address"
+        if address in _NAT64_LOCAL:
+            return "a local-use NAT64 address"
+        if address.is_site_local:
+            return "a site-local address"
+        embedded = _embedded_ipv4(address)
+        if embedded is not None:
+            how, ipv4 = embedded
+            reason = _non_public(ipv4)
+            return f"{how} address of {ipv4}, {reason}" if reason else None
+    if address.is_global:
+        return None
+    return f"{_describe(address)} address"
+
+
 def _describe(address: IPAddress) -> str:
     for label, flag in (
         ("a loopback", address.is_loopback),
@@ -133,11 +173,12 @@ def check_target(url: httpx.URL | str, allowed_hosts: Collection[str]) -> Checke
     if not addresses:
         raise PrimitiveError(f"host `{host}` resolved to no usable address")
     for address in addresses:
-        if not address.is_global and not any(address in network for network in networks):
+        reason = _non_public(address)
+        if reason and not any(address in network for network in networks):
             raise HostNotAllowed(
-                f"host `{host}` resolves to {address}, {_describe(address)} address; private, "
-                "loopback and link-local addresses are reachable only when the address itself "
-                f"is listed in allowed_hosts (add `{address}` to reach it)"
+                f"host `{host}` resolves to {address}, {reason}; private, loopback and "
+                "link-local addresses are reachable only when the address itself is listed in "
+                f"allowed_hosts (add `{address}` to reach it)"
             )
     return CheckedTarget(url, host, addresses[0])
 
