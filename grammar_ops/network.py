@@ -19,6 +19,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 import socket
 import ssl
 import time
@@ -37,6 +38,20 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 REDIRECT_STATUSES = {301, 302, 303, 307, 308}
 
 
+_USERINFO = re.compile(r"(?<=://)[^/?#@\s]*@")
+
+
+def redact_url(text: str) -> str:
+    """`text` with the credentials of every URL in it (`http://user:pass@host/`) replaced.
+
+    Every message, receipt and response record that names a URL goes through this.
+
+        >>> redact_url("GET http://user:s3cret@api.example.com/x failed")
+        'GET http://***@api.example.com/x failed'
+    """
+    return _USERINFO.sub("***@", text)
+
+
 @dataclass(frozen=True)
 class CheckedTarget:
     """A URL whose host passed the allow-list, with the address to connect to."""
@@ -48,7 +63,7 @@ class CheckedTarget:
 
 @dataclass(frozen=True)
 class GuardedResponse:
-    """A response read within the size cap."""
+    """A response read within the size cap; `url` has its credentials redacted."""
 
     url: str
     status_code: int
@@ -153,7 +168,7 @@ def check_target(url: httpx.URL | str, allowed_hosts: Collection[str]) -> Checke
         raise HostNotAllowed(f"URL scheme `{url.scheme}` is not allowed; use http or https")
     host = url.host.lower().rstrip(".")
     if not host:
-        raise HostNotAllowed(f"URL `{url}` has no host")
+        raise HostNotAllowed(f"URL `{redact_url(str(url))}` has no host")
     names, networks = _parse_allowed(allowed_hosts)
     literal = _as_address(host)
     if literal is not None:
@@ -222,8 +237,8 @@ def guarded_request(
                 continue
             return response
     raise PrimitiveError(
-        f"`{url}` redirected more than {max_redirects} time(s); raise max_redirects or use the "
-        "final URL"
+        f"`{redact_url(url)}` redirected more than {max_redirects} time(s); raise max_redirects "
+        "or use the final URL"
     )
 
 
@@ -278,7 +293,7 @@ def _send(
                 if len(body) > max_bytes:
                     raise PrimitiveError(_too_large(target, max_bytes))
             return GuardedResponse(
-                url=str(target.url),
+                url=redact_url(str(target.url)),
                 status_code=response.status_code,
                 headers=dict(response.headers),
                 content=bytes(body),
@@ -288,7 +303,9 @@ def _send(
             f"request to `{target.host}` timed out after {timeout_s:.1f} s"
         ) from None
     except httpx.HTTPError as error:
-        raise PrimitiveError(f"request to `{target.host}` failed: {error}") from None
+        raise PrimitiveError(
+            f"request to `{target.host}` failed: {redact_url(str(error))}"
+        ) from None
 
 
 def _too_large(target: CheckedTarget, max_bytes: int) -> str:
