@@ -7,8 +7,8 @@ must name a dialect jsonschema knows. Validators are built with a `referencing.R
 retrieve function refuses, so nothing is ever fetched (jsonschema's default would fetch a remote
 `$ref` with urllib, ignoring the template's `allowed_hosts`).
 
-    >>> check_local_schema({"$ref": "https://example.com/s.json"})
-    ["at /$ref: `$ref` 'https://example.com/s.json' is not local; ..."]
+    >>> "is not local" in check_local_schema({"$ref": "https://example.com/s.json"})[0]
+    True
     >>> build_validator({"type": "integer"}).is_valid(3)
     True
 """
@@ -87,7 +87,9 @@ def _check_cached(text: str) -> tuple[str, ...]:
     schema = json.loads(text)
     problems: list[str] = []
     dialect = schema.get("$schema")
-    if dialect is not None and validator_for(schema, default=None) is None:  # type: ignore[arg-type]
+    if dialect is not None and (
+        not isinstance(dialect, str) or validator_for(schema, default=None) is None  # type: ignore[arg-type]
+    ):
         problems.append(
             f"at /$schema: unknown dialect {str(dialect)[:200]!r}; omit `$schema` or use a "
             "JSON Schema draft URI such as https://json-schema.org/draft/2020-12/schema"

@@ -170,3 +170,17 @@ def test_validate_json_schema_runs_with_the_offline_validator(make_ctx):
         standard_catalog().resolve("validate.json_schema", {"schema": schema, "mode": "fail"}).run(
             [{"a": "x"}], make_ctx()
         )
+
+
+@pytest.mark.parametrize("schema", [{"$schema": []}, {"$schema": 3}, {"$id": "#ok", "type": "x"}])
+def test_malformed_schemas_are_config_errors_not_crashes(schema):
+    with pytest.raises(CompositionError):
+        standard_catalog().resolve("validate.json_schema", {"schema": schema})
+
+
+def test_a_deeply_nested_schema_is_a_config_error_not_a_crash():
+    schema: dict = {"type": "object"}
+    for _ in range(5000):
+        schema = {"type": "object", "properties": {"a": schema}}
+    with pytest.raises(CompositionError, match="nests too deeply"):
+        standard_catalog().resolve("validate.json_schema", {"schema": schema})
