@@ -524,7 +524,7 @@ def _null_false(fn: Callable[[Any, Any], bool]) -> Callable[[Any, Any], bool]:
 
 MAX_JMESPATH_LENGTH = 1000  # characters in a JMESPath expression
 MAX_JMESPATH_NODES = 300  # nodes of its parsed tree
-MAX_JMESPATH_OPERATIONS = 5_000_000  # interpreter steps (and created list items) per search
+MAX_JMESPATH_OPERATIONS = 3_000_000  # interpreter steps (and created list items) per search
 MAX_JMESPATH_SECONDS = 10.0  # wall clock per search, whatever the step's timeout
 MAX_JMESPATH_SIZE = 5_000_000  # values (64 characters of text count as one) a multi-select holds
 
@@ -600,13 +600,20 @@ class _BoundedInterpreter(jmespath.visitor.TreeInterpreter):  # type: ignore[mis
         self.sizes: dict[int, tuple[int, Any]] = {}
 
     def visit(self, node: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
-        self._charge(1)
-        result = super().visit(node, *args, **kwargs)
-        if isinstance(result, list) and not (args and result is args[0]):
+        self.operations += 1
+        if not self.operations & 0x3FF:
+            self._charge(0)
+        method = self._method_cache.get(node["type"])
+        if method is None:
+            method = getattr(self, f"visit_{node['type']}", self.default_visit)
+            self._method_cache[node["type"]] = method
+        result = method(node, *args, **kwargs)
+        if result.__class__ is list and not (args and result is args[0]):
             self._charge(len(result))
         return result
 
     def _charge(self, operations: int) -> None:
+        """Count `operations`; check the step limit, and the clock every 1,024 steps or so."""
         before = self.operations
         self.operations += operations
         if self.operations > MAX_JMESPATH_OPERATIONS:
@@ -614,7 +621,8 @@ class _BoundedInterpreter(jmespath.visitor.TreeInterpreter):  # type: ignore[mis
                 f"`{self.select[:80]}` took more than {MAX_JMESPATH_OPERATIONS} steps "
                 "(MAX_JMESPATH_OPERATIONS); select less, or in smaller steps"
             )
-        if before >> 10 != self.operations >> 10 and time.monotonic() > self.deadline:
+        crossed = before >> 10 != self.operations >> 10 or not operations
+        if crossed and time.monotonic() > self.deadline:
             raise ExpressionError(
                 f"`{self.select[:80]}` ran longer than {MAX_JMESPATH_SECONDS} s "
                 "(MAX_JMESPATH_SECONDS); select less, or in smaller steps"
