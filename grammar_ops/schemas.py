@@ -77,9 +77,12 @@ def check_local_schema(schema: Any) -> list[str]:
     if not isinstance(schema, Mapping):
         return [f"a JSON Schema is an object (or true/false), not a {type(schema).__name__}"]
     try:
-        return list(_check_cached(json.dumps(schema, sort_keys=True, default=str)))
+        # The JSON text is the cache key, and what is checked: a schema is JSON.
+        return list(_check_cached(json.dumps(schema, default=str)))
     except RecursionError:
         return ["the schema nests too deeply to check"]
+    except (TypeError, ValueError) as error:
+        return [f"the schema is not JSON ({error})"]
 
 
 @lru_cache(maxsize=256)

@@ -849,7 +849,7 @@ class SGLangResource(dg.ConfigurableResource):
 
     def _validator(self, schema: Mapping[str, Any]) -> Any:
         """A validator for the call's schema that never fetches (see grammar_ops.schemas)."""
-        key = json.dumps(schema, sort_keys=True)
+        key = json.dumps(schema, default=str)  # no sort_keys: keys of mixed types cannot sort
         validator = self._validators.get(key)
         if validator is None:
             try:

@@ -184,3 +184,10 @@ def test_a_deeply_nested_schema_is_a_config_error_not_a_crash():
         schema = {"type": "object", "properties": {"a": schema}}
     with pytest.raises(CompositionError, match="nests too deeply"):
         standard_catalog().resolve("validate.json_schema", {"schema": schema})
+
+
+def test_mixed_key_types_in_a_schema_value_are_checked_not_crashed():
+    # YAML gives `{name: null, 0: null}` inside an enum: keys of two types.
+    schema = {"type": "object", "properties": {"x": {"enum": [{"name": None, 0: None}, "a"]}}}
+    assert check_local_schema(schema) == []
+    standard_catalog().resolve("validate.json_schema", {"schema": schema})
