@@ -29,6 +29,7 @@ def test_an_unterminated_string_runs_to_the_end(tail):
     assert json_depth(b"[" * 101 + tail) == 101
 
 
+@pytest.mark.slow  # each case runs in a child process, so a hang cannot stall the suite
 @pytest.mark.parametrize("body", HOSTILE.values(), ids=HOSTILE.keys())
 def test_a_one_megabyte_hostile_body_is_checked_in_one_pass(body):
     code = (
