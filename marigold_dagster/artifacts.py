@@ -71,5 +71,10 @@ def store_value(step_key: str, value: Any, directory: Path) -> StepValue:
     return StepValue(step=step_key, kind=kind, payload=value)
 
 
+def as_table(value: Any) -> pa.Table:
+    """A step's rows as one table: a table as it is, a list of records through `from_pylist`."""
+    return value if isinstance(value, pa.Table) else pa.Table.from_pylist(value)
+
+
 def _file_stem(step_key: str) -> str:
     return "".join(c if c.isalnum() or c == "_" else "-" for c in step_key)

@@ -1,0 +1,97 @@
+"""The `marigold approve`, `marigold reject` and `marigold resume` commands for gates.
+
+`approve`/`reject` record who decided a paused gate and why (see
+`marigold_dagster.records.gate_decisions`), then resume the run from the gate (see
+`marigold_dagster.runs.resume`) unless `--no-resume` is given. `resume` re-executes a paused run
+from failure without deciding: for a gate decided from the Launchpad, or one whose timeout passed.
+
+    marigold approve 5f0c... --step sign_off --by alice --reason "figures checked"
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from dagster import DagsterInstance
+
+from marigold_dagster.errors import MarigoldError
+from marigold_dagster.records.gate_decisions import record_decision
+from marigold_dagster.records.instance import open_instance
+from marigold_dagster.runs.resume import resume_run
+
+DEFAULT_DEFINITIONS = Path("definitions.py")
+
+_definitions_option = click.option(
+    "--definitions",
+    "definitions_file",
+    type=click.Path(path_type=Path),
+    default=DEFAULT_DEFINITIONS,
+    show_default=True,
+    help="The project's definitions file; the run's job is rebuilt from it to resume.",
+)
+
+
+def _decide(
+    decision: str,
+    run_id: str,
+    step: str,
+    by: str,
+    reason: str,
+    definitions_file: Path,
+    no_resume: bool,
+) -> None:
+    try:
+        instance, _ = open_instance(Path.cwd())
+        with instance:
+            recorded = record_decision(instance, run_id, step, decision, by=by, reason=reason)
+            click.echo(f"gate '{step}' of run {run_id} {recorded.describe()}")
+            if no_resume:
+                click.echo(f"resume it with: marigold resume {run_id}")
+                return
+            _resume(instance, run_id, definitions_file)
+    except MarigoldError as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(1)
+
+
+def _resume(instance: DagsterInstance, run_id: str, definitions_file: Path) -> None:
+    resumed = resume_run(instance, run_id, definitions_file, log_level="WARNING")
+    click.echo(f"resumed run {run_id} as run {resumed.run_id}: {resumed.status}")
+    if not resumed.success:
+        sys.exit(1)
+
+
+def _decision_command(decision: str, verb: str) -> click.Command:
+    @click.command(name=decision, help=f"{verb} gate STEP of paused run RUN_ID, then resume it.")
+    @click.argument("run_id")
+    @click.option("--step", required=True, help="The gate step the run is paused at.")
+    @click.option("--by", required=True, help="Who decides (one of the gate's approvers).")
+    @click.option("--reason", required=True, help="Why; kept with the decision for audit.")
+    @_definitions_option
+    @click.option("--no-resume", is_flag=True, help="Record the decision only.")
+    def command(
+        run_id: str, step: str, by: str, reason: str, definitions_file: Path, no_resume: bool
+    ) -> None:
+        _decide(decision, run_id, step, by, reason, definitions_file, no_resume)
+
+    return command
+
+
+approve = _decision_command("approve", "Approve")
+reject = _decision_command("reject", "Reject")
+
+
+@click.command()
+@click.argument("run_id")
+@_definitions_option
+def resume(run_id: str, definitions_file: Path) -> None:
+    """Re-execute failed run RUN_ID from failure (a gate acts on its recorded decision)."""
+    try:
+        instance, _ = open_instance(Path.cwd())
+        with instance:
+            _resume(instance, run_id, definitions_file)
+    except MarigoldError as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(1)
