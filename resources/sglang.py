@@ -55,10 +55,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 import dagster as dg
 import httpx
-from jsonschema.validators import validator_for
 from pydantic import Field, PrivateAttr
 
 from grammar_ops.model import ModelCall, ModelError, ModelReply
+from grammar_ops.schemas import SchemaNotAllowed, build_validator
 from grammar_ops.tokens import count_tokens
 from resources.event_loop_thread import EventLoopThread
 from resources.model_errors import ModelAnswerError, ModelServerCheckError, ModelServerError
@@ -765,7 +765,7 @@ class SGLangResource(dg.ConfigurableResource):
         for call, call_id, item in zip(calls, call_ids, items, strict=True):
             text, finish_reason, prompt_tokens, completion_tokens, cached_tokens = item
             estimated = not (prompt_tokens or completion_tokens)
-            if estimated:  # the server reported no usage: count it the test double's way
+            if estimated:  # the server reported no usage: count it with the tokenizer
                 prompt_tokens, completion_tokens = count_tokens(call.prompt), count_tokens(text)
             if self.log_prompts:
                 logger.info("SGLang call %s answer: %s", call_id, text)
@@ -856,12 +856,16 @@ class SGLangResource(dg.ConfigurableResource):
         return text
 
     def _validator(self, schema: Mapping[str, Any]) -> Any:
-        key = json.dumps(schema, sort_keys=True)
+        """A validator for the call's schema that never fetches (see grammar_ops.schemas)."""
+        key = json.dumps(schema, default=str)  # no sort_keys: keys of mixed types cannot sort
         validator = self._validators.get(key)
         if validator is None:
-            cls = validator_for(schema)
-            cls.check_schema(schema)
-            validator = cls(schema)
+            try:
+                validator = build_validator(schema)
+            except SchemaNotAllowed as exc:
+                raise ModelAnswerError(
+                    f"the call's json_schema cannot be used to check the answer: {exc}"
+                ) from None
             if len(self._validators) < 256:
                 self._validators[key] = validator
         return validator
