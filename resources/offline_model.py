@@ -321,9 +321,7 @@ def _text_column(columns: list[str]) -> str:
     return columns[0] if columns else "text"
 
 
-def _config_for(
-    schema: Mapping[str, Any] | None, goal: str, columns: list[str]
-) -> dict[str, Any]:
+def _config_for(schema: Mapping[str, Any] | None, goal: str, columns: list[str]) -> dict[str, Any]:
     """What `schema` requires, filled by rules (plus `by` for a grouping the goal asks for)."""
     if not schema:
         return {}

@@ -231,9 +231,7 @@ def _with_planner_usage(scope: PlanningScope, usage: UsageMeter) -> PlanningScop
     return replace(scope, budget=BudgetStatus(scope.budget.budget, scope.budget.used.plus(spent)))
 
 
-def _config_schemas(
-    catalog: Catalog, presets: Mapping[str, Any]
-) -> dict[str, dict[str, Any]]:
+def _config_schemas(catalog: Catalog, presets: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """Each allowed capability's configuration schema, less the keys the template pinned."""
     schemas = {}
     for name, pinned in presets.items():
