@@ -590,6 +590,27 @@ def columns_after(composition: Composition, columns: set[str] | None) -> set[str
     return columns
 
 
+def columns_read(composition: Composition) -> set[str]:
+    """The columns a composition reads from its input rows, where its first primitive's
+    configuration names them (`field`, `by`, `on`, selected, renamed or aggregated fields)."""
+    if not composition.steps:
+        return set()
+    first = composition.steps[0]
+    name, settings = first.primitive.name, first.config.model_dump(by_alias=True)
+    read: set[str] = set()
+    if isinstance(settings.get("field"), str):
+        read.add(settings["field"])
+    for key in ("by", "on"):
+        value = settings.get(key)
+        if isinstance(value, list):
+            read |= {str(v) for v in value}
+    if name in ("transform.select", "transform.rename"):
+        read |= {str(v) for v in settings["fields"]}
+    if name == "aggregate.group":
+        read |= {str(metric["field"]) for metric in settings["metrics"]}
+    return read
+
+
 def _check_output(
     fragment: Fragment,
     scope: PlanningScope,

@@ -53,7 +53,7 @@ from marigold_dagster.keys import (
 )
 from marigold_dagster.planning.budget import BudgetStatus, BudgetUse
 from marigold_dagster.planning.planner import PlanOutcome, PlanRequest, plan_fragment
-from marigold_dagster.planning.validation import PlanningScope, ValidatedFragment
+from marigold_dagster.planning.validation import PlanningScope, ValidatedFragment, columns_read
 from marigold_dagster.records.budget_use import budget_metadata, budget_status, budget_use
 from marigold_dagster.runtime.composition import (
     output_summary,
@@ -181,11 +181,25 @@ def planning_scope(
         composable=composable if spec.allow_dynamic_composition else frozenset(),
         budget=budget,
         max_children=spec.max_children,
-        output_columns=tuple(spec.output.columns) if spec.output else (),
+        output_columns=output_contract(frame, step),
         last_phase=phase >= spec.max_phases,
         samples={name: rows for name, rows in samples.items() if rows},
         usd_per_token=max(bound_prices(key).per_token() for key in frame.template.models.values()),
     )
+
+
+def output_contract(frame: Frame, step: FrameStep) -> tuple[str, ...]:
+    """The columns the planning step's result must have: `planning.output.columns`, else
+    those the template's next steps read from it (known from their configuration)."""
+    spec = step.planning
+    if spec.output is not None:
+        return tuple(spec.output.columns)
+    needed: dict[str, None] = {}
+    for other in frame.steps.values():
+        reads_it = other.step.depends_on[:1] == [step.name]
+        if reads_it and other.kind.value in ("task", "batch") and other.composition:
+            needed.update(dict.fromkeys(sorted(columns_read(other.composition))))
+    return tuple(needed)
 
 
 def _sample(value: StepValue) -> list[dict[str, Any]]:

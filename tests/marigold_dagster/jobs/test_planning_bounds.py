@@ -227,3 +227,28 @@ def test_later_phases_and_fan_outs_with_nothing_to_release_start_no_ops(run_plan
         "review",
     ]
     assert run.rows("review") == [{"trail": "load>mark_all", "count": 4, "planned_step": "c2"}]
+
+
+def test_a_plan_that_ends_without_what_the_next_step_reads_is_rejected_and_replanned(
+    run_planned, planner_server
+):
+    _, script = planner_server
+
+    def count_after(text: str) -> str:
+        return text.replace(
+            "{name: finish, kind: converge, depends_on: [review]}",
+            "{name: finish, depends_on: [review], uses: aggregate.count, with: {by: [trail]}}",
+        )
+
+    per_id = fragment(step("per_id", "aggregate.count", by=["id"]))
+    run = run_planned([per_id, PHASE_ONE], edit=count_after)
+    assert run.result.success, run.summary.render()
+    rejected, accepted = step_metadata(run, "review__plan")["marigold/validation"]
+    assert rejected["findings"] == [
+        "[OUTPUT_CONTRACT] steps.0: 'per_id' ends the plan, but its rows would lack ['trail'] "
+        "(it produces ['count', 'id']); the planning step's result must have ['trail']: end "
+        "the plan with steps that produce them"
+    ]
+    assert "OUTPUT_CONTRACT" in script.prompts[1]
+    assert accepted["accepted"]
+    assert run.rows("finish") == [{"trail": "load>mark_all", "count": 1}]
