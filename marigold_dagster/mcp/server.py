@@ -109,7 +109,11 @@ def _register(server: MCPServer, tier: str, annotations: ToolAnnotations) -> Cal
 def build_server(settings: ServerSettings) -> MCPServer:
     """An MCP server serving `settings.tiers` of tools over `settings`' project."""
     server: MCPServer = MCPServer(
-        "marigold", instructions=INSTRUCTIONS, version="0.1.0", warn_on_duplicate_tools=False
+        "marigold",
+        instructions=INSTRUCTIONS,
+        version="0.1.0",
+        warn_on_duplicate_tools=False,
+        log_level="WARNING",
     )
     if "offline" in settings.tiers:
         _offline_tools(server, settings)
