@@ -12,6 +12,8 @@ from mcp.types import CallToolResult
 
 from marigold_dagster.mcp import ServerSettings
 
+pytest.register_assert_rewrite("tests.marigold_dagster.mcp.story")
+
 REPO = Path(__file__).resolve().parents[3]
 
 LETTERS = """\
