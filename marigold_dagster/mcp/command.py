@@ -14,14 +14,18 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-from mcp.server.mcpserver import MCPServer
 
 from grammar_ops import count_tokens
-from marigold_dagster.mcp.http import DEFAULT_HOST, DEFAULT_PORT, serve_http
-from marigold_dagster.mcp.server import TIER_META, build_server
+from marigold_dagster.mcp.http import DEFAULT_HOST, DEFAULT_PORT
 from marigold_dagster.mcp.settings import TIERS, ServerSettings, parse_tiers
+
+if TYPE_CHECKING:
+    from mcp.server.mcpserver import MCPServer
+
+# The MCP SDK is imported when the command runs, not when `marigold` starts.
 
 TOKEN_ENV = "MARIGOLD_MCP_TOKEN"
 
@@ -31,8 +35,9 @@ class ToolListing:
     """The tools a server serves: (tier, name, description) and the size an agent loads."""
 
     tools: list[tuple[str, str, str]]
-    description_tokens: int
-    listing_tokens: int
+    description_tokens: int  # names and descriptions
+    input_tokens: int  # the tools/list answer without output schemas
+    listing_tokens: int  # the whole tools/list answer
 
     def per_tier(self) -> dict[str, int]:
         counts = dict.fromkeys(TIERS, 0)
@@ -43,16 +48,22 @@ class ToolListing:
 
 def tool_listing(server: MCPServer) -> ToolListing:
     """Each tool with its tier; tokens of the descriptions, and of the whole tools/list answer."""
+    from marigold_dagster.mcp.server import TIER_META
+
     tools = asyncio.run(server.list_tools())
     rows = [
         (str((tool.meta or {}).get(TIER_META, "?")), tool.name, tool.description or "")
         for tool in tools
     ]
-    listing = json.dumps(
-        [tool.model_dump(mode="json", by_alias=True, exclude_none=True) for tool in tools]
-    )
+    dumped = [tool.model_dump(mode="json", by_alias=True, exclude_none=True) for tool in tools]
+    inputs = [{k: v for k, v in tool.items() if k != "outputSchema"} for tool in dumped]
     descriptions = "\n".join(f"{name}: {text}" for _, name, text in rows)
-    return ToolListing(rows, count_tokens(descriptions), count_tokens(listing))
+    return ToolListing(
+        rows,
+        count_tokens(descriptions),
+        count_tokens(json.dumps(inputs)),
+        count_tokens(json.dumps(dumped)),
+    )
 
 
 @click.command("mcp")
@@ -102,6 +113,9 @@ def mcp_command(
         chosen = frozenset(TIERS) if list_tools else parse_tiers(tiers)
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--tiers") from None
+    from marigold_dagster.mcp.http import serve_http
+    from marigold_dagster.mcp.server import build_server
+
     settings = ServerSettings(
         templates_dir=templates_dir.resolve(),
         definitions_file=definitions_file.resolve(),
@@ -129,6 +143,7 @@ def _print_listing(listing: ToolListing) -> None:
         click.echo(f"{tier:<8} {name:<24} {first}")
     counts = ", ".join(f"{tier} {n}" for tier, n in listing.per_tier().items())
     click.echo(
-        f"\n{len(listing.tools)} tools ({counts}); descriptions {listing.description_tokens:,} "
-        f"tokens, whole tools/list with schemas {listing.listing_tokens:,} tokens (cl100k)"
+        f"\n{len(listing.tools)} tools ({counts}); tokens (cl100k): names and descriptions "
+        f"{listing.description_tokens:,}, with input schemas {listing.input_tokens:,}, "
+        f"whole tools/list with output schemas {listing.listing_tokens:,}"
     )

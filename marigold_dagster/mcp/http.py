@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+from typing import TYPE_CHECKING
 
-from mcp.server.mcpserver import MCPServer
-from starlette.types import ASGIApp, Receive, Scope, Send
+if TYPE_CHECKING:
+    from mcp.server.mcpserver import MCPServer
+    from starlette.types import ASGIApp, Receive, Scope, Send
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765

@@ -9,12 +9,25 @@ from __future__ import annotations
 
 from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 T = TypeVar("T")
 
 
-class Problem(BaseModel):
+def _untitled(schema: dict[str, Any]) -> None:
+    """Drop the titles pydantic derives from names: they repeat the names an agent reads."""
+    schema.pop("title", None)
+    for item in schema.get("properties", {}).values():
+        item.pop("title", None)
+
+
+class Result(BaseModel):
+    """The base of every tool result: its JSON Schema carries no derived titles."""
+
+    model_config = ConfigDict(json_schema_extra=_untitled)
+
+
+class Problem(Result):
     """One finding of a validator: a stable code, where (field path, line) and what is wrong."""
 
     code: str
@@ -24,7 +37,7 @@ class Problem(BaseModel):
     file: str | None = None
 
 
-class ToolFailure(BaseModel):
+class ToolFailure(Result):
     """Why a tool could not do what was asked, and what would be valid instead."""
 
     code: str = Field(description="Stable; explain_codes describes it.")
@@ -33,7 +46,7 @@ class ToolFailure(BaseModel):
     problems: list[Problem] = Field(default_factory=list)
 
 
-class Outcome(BaseModel, Generic[T]):
+class Outcome(Result, Generic[T]):
     """`ok` with a `result`, or not `ok` with an `error`."""
 
     ok: bool
@@ -41,7 +54,7 @@ class Outcome(BaseModel, Generic[T]):
     error: ToolFailure | None = None
 
 
-class Page(BaseModel):
+class Page(Result):
     """Where a paged list stands: pass `next_offset` as `offset` for the next page."""
 
     offset: int
@@ -53,7 +66,7 @@ class Page(BaseModel):
 # -- offline tier
 
 
-class InputInfo(BaseModel):
+class InputInfo(Result):
     name: str
     kind: str
     description: str = ""
@@ -61,7 +74,7 @@ class InputInfo(BaseModel):
     columns: list[str] | None = Field(default=None, description="Columns of the default file.")
 
 
-class TemplateInfo(BaseModel):
+class TemplateInfo(Result):
     name: str
     version: int
     description: str = ""
@@ -71,14 +84,14 @@ class TemplateInfo(BaseModel):
     resource: str = Field(description="URI of the template's YAML resource.")
 
 
-class TemplateList(BaseModel):
+class TemplateList(Result):
     templates: list[TemplateInfo]
     problems: list[Problem] = Field(
         default_factory=list, description="Templates in the folder that failed to load."
     )
 
 
-class StepInfo(BaseModel):
+class StepInfo(Result):
     name: str
     kind: str
     description: str = ""
@@ -94,7 +107,7 @@ class StepInfo(BaseModel):
     gate: dict[str, Any] | None = None
 
 
-class TemplateDescription(BaseModel):
+class TemplateDescription(Result):
     name: str
     version: int
     description: str
@@ -105,25 +118,25 @@ class TemplateDescription(BaseModel):
     mermaid: str = Field(description="The frame as a Mermaid flowchart.")
 
 
-class ValidationReport(BaseModel):
+class ValidationReport(Result):
     valid: bool
     template: str | None = None
     steps: int | None = None
     problems: list[Problem] = Field(default_factory=list)
 
 
-class CapabilityMatch(BaseModel):
+class CapabilityMatch(Result):
     name: str
     summary: str
     kind: Literal["primitive", "pattern"]
 
 
-class CapabilitySearch(BaseModel):
+class CapabilitySearch(Result):
     matches: list[CapabilityMatch]
     page: Page
 
 
-class CapabilitySchema(BaseModel):
+class CapabilitySchema(Result):
     tier: int
     names: list[str]
     text: str
@@ -132,7 +145,7 @@ class CapabilitySchema(BaseModel):
     tokenizer: str
 
 
-class CompositionReport(BaseModel):
+class CompositionReport(Result):
     valid: bool
     source: str | None = None
     input_kind: str | None = None
@@ -144,14 +157,14 @@ class CompositionReport(BaseModel):
     problems: list[Problem] = Field(default_factory=list)
 
 
-class CodeExplanation(BaseModel):
+class CodeExplanation(Result):
     code: str
     raised_by: str
     meaning: str
     fix: str
 
 
-class CodeList(BaseModel):
+class CodeList(Result):
     codes: list[CodeExplanation]
     unknown: list[str] = Field(default_factory=list)
 
@@ -159,7 +172,7 @@ class CodeList(BaseModel):
 # -- read tier
 
 
-class BudgetUseInfo(BaseModel):
+class BudgetUseInfo(Result):
     steps: int
     phases: int
     tokens: int
@@ -167,7 +180,7 @@ class BudgetUseInfo(BaseModel):
     text: str = Field(description="Use against the template's ceilings, in words.")
 
 
-class RunInfo(BaseModel):
+class RunInfo(Result):
     run_id: str
     template: str
     version: str
@@ -179,12 +192,12 @@ class RunInfo(BaseModel):
     budget: BudgetUseInfo
 
 
-class RunList(BaseModel):
+class RunList(Result):
     runs: list[RunInfo]
     page: Page
 
 
-class StepState(BaseModel):
+class StepState(Result):
     name: str
     kind: str
     status: str
@@ -194,13 +207,13 @@ class StepState(BaseModel):
     detail: str = Field(default="", description="Why it ended so: a cause, a choice, a gate.")
 
 
-class RunSummaryResult(BaseModel):
+class RunSummaryResult(Result):
     run: RunInfo
     steps: list[StepState]
     waiting_gates: list[str] = Field(default_factory=list)
 
 
-class StepResult(BaseModel):
+class StepResult(Result):
     run_id: str
     step: str
     status: str
@@ -214,7 +227,7 @@ class StepResult(BaseModel):
     page: Page | None = None
 
 
-class PlanAttempt(BaseModel):
+class PlanAttempt(Result):
     attempt: int
     accepted: bool
     findings: list[str]
@@ -223,12 +236,12 @@ class PlanAttempt(BaseModel):
     answer: Any = None
 
 
-class PlannedStepProvenance(BaseModel):
+class PlannedStepProvenance(Result):
     id: str
     metadata: dict[str, Any]
 
 
-class PlanResult(BaseModel):
+class PlanResult(Result):
     run_id: str
     step: str
     phase: int
@@ -241,14 +254,14 @@ class PlanResult(BaseModel):
     provenance: list[PlannedStepProvenance] = Field(default_factory=list)
 
 
-class TaskInfo(BaseModel):
+class TaskInfo(Result):
     correlation_id: str
     parent_correlation_id: str | None = None
     depth: int
     runs: list[RunInfo]
 
 
-class LineageResult(BaseModel):
+class LineageResult(Result):
     asked: str
     root: str
     outside_parent: str | None = None
@@ -256,7 +269,7 @@ class LineageResult(BaseModel):
     total: BudgetUseInfo
 
 
-class DeadLetters(BaseModel):
+class DeadLetters(Result):
     run_id: str
     step: str
     file: str | None
@@ -265,7 +278,7 @@ class DeadLetters(BaseModel):
     page: Page
 
 
-class WaitingGate(BaseModel):
+class WaitingGate(Result):
     run_id: str
     template: str
     step: str
@@ -276,7 +289,7 @@ class WaitingGate(BaseModel):
     may_decide: bool = Field(description="Whether this server's identity may decide it.")
 
 
-class WaitingGates(BaseModel):
+class WaitingGates(Result):
     gates: list[WaitingGate]
     identity: str | None = None
 
@@ -284,7 +297,7 @@ class WaitingGates(BaseModel):
 # -- write tier
 
 
-class Preview(BaseModel):
+class Preview(Result):
     """What a write tool would do. Call it again with the same arguments and `confirm_token`."""
 
     action: str
@@ -293,13 +306,13 @@ class Preview(BaseModel):
     expires_at: float
 
 
-class LaunchResult(BaseModel):
+class LaunchResult(Result):
     run: RunInfo
     steps: list[StepState]
     files: str
 
 
-class DryRunResult(BaseModel):
+class DryRunResult(Result):
     template: str
     step: str
     accepted: bool
@@ -309,7 +322,7 @@ class DryRunResult(BaseModel):
     budget: str
 
 
-class GateDecisionResult(BaseModel):
+class GateDecisionResult(Result):
     run_id: str
     step: str
     decision: str
@@ -319,13 +332,13 @@ class GateDecisionResult(BaseModel):
     resumed_status: str | None = None
 
 
-class ResumeResult(BaseModel):
+class ResumeResult(Result):
     parent_run_id: str
     run_id: str
     status: str
 
 
-class WriteResult(BaseModel, Generic[T]):
+class WriteResult(Result, Generic[T]):
     """Either the `preview` (nothing done yet) or what was `done`."""
 
     preview: Preview | None = None

@@ -23,7 +23,8 @@ from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from starlette.types import ASGIApp
 
-from marigold_dagster.mcp import build_server, http_app
+from marigold_dagster.mcp.http import http_app
+from marigold_dagster.mcp.server import build_server
 from tests.marigold_dagster.mcp.conftest import make_project, settings_for
 from tests.marigold_dagster.mcp.story import IDENTITY, Story, agent_story
 

@@ -9,8 +9,8 @@ from click.testing import CliRunner
 from starlette.testclient import TestClient
 
 from marigold_dagster.cli import main
-from marigold_dagster.mcp import build_server, http_app
-from marigold_dagster.mcp.http import BearerGate, is_loopback
+from marigold_dagster.mcp.http import BearerGate, http_app, is_loopback
+from marigold_dagster.mcp.server import build_server
 from tests.marigold_dagster.mcp.conftest import settings_for
 
 

@@ -17,8 +17,8 @@ from mcp import Client
 
 from grammar_ops import render_capability_tier, standard_catalog
 from marigold_dagster.cli import main
-from marigold_dagster.mcp import build_server
 from marigold_dagster.mcp.diagnostics import known_codes
+from marigold_dagster.mcp.server import build_server
 from marigold_dagster.mcp.settings import parse_tiers
 from marigold_dagster.planning.prompt import planner_instructions
 from tests.marigold_dagster.mcp.conftest import REPO, call, call_failing, settings_for

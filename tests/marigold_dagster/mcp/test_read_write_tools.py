@@ -12,7 +12,7 @@ import anyio
 import pytest
 from mcp import Client
 
-from marigold_dagster.mcp import build_server
+from marigold_dagster.mcp.server import build_server
 from tests.marigold_dagster.mcp.conftest import call, call_failing, make_project, settings_for
 from tests.marigold_dagster.mcp.story import IDENTITY, agent_story, confirmed
 
