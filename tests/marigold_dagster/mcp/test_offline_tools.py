@@ -258,3 +258,14 @@ def test_tiers_flag():
     assert parse_tiers("all") == {"offline", "read", "write"}
     with pytest.raises(ValueError, match="choose from offline, read, write"):
         parse_tiers("offline,admin")
+
+
+def test_the_readme_lists_every_tool_with_its_tier(mcp_project: Path):
+    async def body(client: Client) -> dict[str, str]:
+        tools = (await client.list_tools()).tools
+        return {tool.name: (tool.meta or {})["marigold/tier"] for tool in tools}
+
+    served = with_client(mcp_project, body)
+    readme = (REPO / "README.md").read_text()
+    listed = dict(re.findall(r"^\| `(\w+)` \[(offline|read|write)\] \|", readme, flags=re.M))
+    assert listed == served
