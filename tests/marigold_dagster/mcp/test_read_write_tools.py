@@ -23,6 +23,7 @@ def test_every_read_and_write_tool_in_memory(tmp_path: Path, monkeypatch: pytest
     monkeypatch.delenv("DAGSTER_HOME", raising=False)  # the project's dagster.yaml: SQLite
     project = make_project(tmp_path / "project")
     server = build_server(settings_for(project, identity=IDENTITY))
+    outsider = build_server(settings_for(project, identity="mallory"))
 
     async def main() -> None:
         async with Client(server) as client:
@@ -60,6 +61,25 @@ def test_every_read_and_write_tool_in_memory(tmp_path: Path, monkeypatch: pytest
             assert resumed["status"] == "FAILURE"
             done = await call_failing(client, "resume_run", {"run_id": story.resumed_run_id})
             assert done["code"] == "INVALID_ARGUMENT" and "SUCCESS" in done["message"]
+
+            # someone who is not an approver may not decide it; an approver rejects it
+            rejection = {
+                "run_id": resumed["run_id"],
+                "step": "sign_off",
+                "decision": "reject",
+                "reason": "too much exposure",
+            }
+            async with Client(outsider) as other:
+                refused = await call_failing(other, "decide_gate", rejection)
+            assert refused["code"] == "GATE_DECISION" and refused["valid"] == [
+                "finance_lead",
+                "cfo",
+            ]
+            rejected = await confirmed(client, "decide_gate", rejection)
+            assert rejected["decision"] == "reject" and rejected["resumed_status"] == "SUCCESS"
+            after = await call(client, "get_run", {"run_id": rejected["resumed_run_id"]})
+            publish = next(s for s in after["steps"] if s["name"] == "publish")
+            assert publish["status"] == "skipped" and "rejected by cfo" in publish["detail"]
 
             # a planned run: its plan, and a dry run of the same planning step
             review = await confirmed(client, "launch_template", {"template": "contract_review"})
