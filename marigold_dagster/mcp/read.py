@@ -7,7 +7,7 @@ records functions `marigold runs`, `marigold lineage` and `marigold run` use.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -43,7 +43,7 @@ from marigold_dagster.records.lineage import task_lineage
 from marigold_dagster.records.run_history import RunFacts, recent_runs, run_facts, use_text
 from marigold_dagster.records.run_summary import RunSummary, summarise_run
 from marigold_dagster.template.frame import Frame, FrameStep
-from marigold_dagster.template.model import StepKind
+from marigold_dagster.template.model import StepKind, Template
 
 
 @contextmanager
@@ -54,9 +54,13 @@ def instance_of(settings: ServerSettings) -> Iterator[DagsterInstance]:
         yield instance
 
 
-def run_info(facts: RunFacts, settings: ServerSettings) -> RunInfo:
+def ceilings(settings: ServerSettings) -> dict[str, Template]:
+    """The templates that load, by name: their budgets are the ceilings runs are shown against."""
     frames, _ = load_frames(settings)
-    templates = {frame.name: frame.template for frame in frames}
+    return {frame.name: frame.template for frame in frames}
+
+
+def run_info(facts: RunFacts, templates: Mapping[str, Template]) -> RunInfo:
     use = facts.use
     return RunInfo(
         run_id=facts.run_id,
@@ -128,8 +132,9 @@ def list_runs(
             shown = fetched[offset : offset + limit]
             more = len(fetched) > offset + limit
             total = None
+        templates = ceilings(settings)
         return RunList(
-            runs=[run_info(facts, settings) for facts in shown],
+            runs=[run_info(facts, templates) for facts in shown],
             page=_page(offset, limit, total, more),
         )
 
@@ -143,7 +148,7 @@ def get_run(settings: ServerSettings, run_id: str) -> RunSummaryResult:
         facts = facts_of(instance, run_id)
         summary = summarise_run(instance, run_id, _run_frame(settings, facts))
         return RunSummaryResult(
-            run=run_info(facts, settings),
+            run=run_info(facts, ceilings(settings)),
             steps=step_states(summary),
             waiting_gates=[s.name for s in summary.steps if s.status == keys.StepStatus.PAUSED],
         )
@@ -292,6 +297,7 @@ def _provenance(
 def get_lineage(settings: ServerSettings, correlation_id: str) -> LineageResult:
     with instance_of(settings) as instance:
         lineage = task_lineage(instance, correlation_id)
+        templates = ceilings(settings)
         tasks: list[TaskInfo] = []
 
         def visit(node: Any, depth: int, parent: str | None) -> None:
@@ -300,7 +306,7 @@ def get_lineage(settings: ServerSettings, correlation_id: str) -> LineageResult:
                     correlation_id=node.correlation_id,
                     parent_correlation_id=parent,
                     depth=depth,
-                    runs=[run_info(facts, settings) for facts in node.runs],
+                    runs=[run_info(facts, templates) for facts in node.runs],
                 )
             )
             for child in node.children:

@@ -23,6 +23,7 @@ from marigold_dagster.mcp.models import (
 )
 from marigold_dagster.mcp.offline import frame_of
 from marigold_dagster.mcp.read import (
+    ceilings,
     dead_letters_file,
     facts_of,
     instance_of,
@@ -76,7 +77,7 @@ def do_launch(
     with instance_of(settings) as instance:
         facts = facts_of(instance, outcome.summary.run_id)
     return LaunchResult(
-        run=run_info(facts, settings),
+        run=run_info(facts, ceilings(settings)),
         steps=step_states(outcome.summary),
         files=str(outcome.artifacts),
     )
