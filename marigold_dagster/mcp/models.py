@@ -307,9 +307,14 @@ class Preview(Result):
 
 
 class LaunchResult(Result):
-    run: RunInfo
-    steps: list[StepState]
-    files: str
+    correlation_id: str
+    running: bool = Field(
+        default=False,
+        description="Started in the background: follow it with list_runs(correlation_id).",
+    )
+    run: RunInfo | None = None
+    steps: list[StepState] = Field(default_factory=list)
+    files: str | None = None
 
 
 class DryRunResult(Result):

@@ -285,18 +285,22 @@ def _write_tools(server: MCPServer, settings: ServerSettings, tokens: Confirmati
         parent_correlation_id: Annotated[
             str | None, Field(None, description="Chain under this task.")
         ] = None,
+        wait: Annotated[
+            bool, Field(True, description="False: answer at once; follow with list_runs.")
+        ] = True,
         confirm_token: Token = None,
     ) -> Outcome[WriteResult[LaunchResult]]:
         """Run a template (to its end or first gate) as a new task; returns its run summary."""
         given = inputs or {}
-        args = {"template": template, "inputs": given, "parent": parent_correlation_id}
+        parent = parent_correlation_id
+        args = {"template": template, "inputs": given, "parent": parent, "wait": wait}
         return attempt(
             lambda: confirmable(
                 "launch_template",
                 args,
                 confirm_token,
-                lambda: write.preview_launch(settings, template, given, parent_correlation_id),
-                lambda: write.do_launch(settings, template, given, parent_correlation_id),
+                lambda: write.preview_launch(settings, template, given, parent, wait),
+                lambda: write.do_launch(settings, template, given, parent, wait),
             )
         )
 

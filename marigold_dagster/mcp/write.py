@@ -8,11 +8,15 @@ Each operation has a `preview_*` that checks the request and says what would hap
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+import logging
+import threading
+from collections.abc import Callable, Mapping
 
 from dagster import DagsterRunStatus
 
 from marigold_dagster.jobs.launch_inputs import input_run_config
+from marigold_dagster.keys import CORRELATION_TAG
 from marigold_dagster.mcp.failures import ToolProblem
 from marigold_dagster.mcp.models import (
     DryRunResult,
@@ -39,12 +43,15 @@ from marigold_dagster.runs.local_run import run_locally
 from marigold_dagster.runs.resume import resume_run, steps_left
 from marigold_dagster.template.model import StepKind
 
+logger = logging.getLogger(__name__)
+
 
 def preview_launch(
     settings: ServerSettings,
     template: str,
     inputs: Mapping[str, str],
     parent_correlation_id: str | None,
+    wait: bool = True,
 ) -> list[str]:
     frame = frame_of(settings, template)
     input_run_config(frame, inputs)  # unknown inputs fail here, as at launch
@@ -58,6 +65,8 @@ def preview_launch(
     ]
     if parent_correlation_id:
         effects.append(f"as a child task of {parent_correlation_id}")
+    if not wait:
+        effects.append("in the background: the answer comes at once, with the task's id")
     return effects
 
 
@@ -66,21 +75,46 @@ def do_launch(
     template: str,
     inputs: Mapping[str, str],
     parent_correlation_id: str | None,
+    wait: bool = True,
 ) -> LaunchResult:
-    outcome = run_locally(
+    """Run the template to its end (or first gate); with `wait` false, in a background thread.
+
+    The task's correlation id is chosen here, so a caller that does not wait can follow the run
+    with `list_runs(correlation_id)` as soon as it starts.
+    """
+    tags = correlation_tags(parent_correlation_id)
+    launch = functools.partial(
+        run_locally,
         template,
         settings.templates_dir,
         dict(inputs),
         project_dir=settings.project_dir,
+        tags=tags,
         parent_correlation_id=parent_correlation_id,
     )
+    if not wait:
+        name = f"marigold-launch-{tags[CORRELATION_TAG][:8]}"
+        threading.Thread(target=_logged(launch), name=name, daemon=True).start()
+        return LaunchResult(correlation_id=tags[CORRELATION_TAG], running=True)
+    outcome = launch()
     with instance_of(settings) as instance:
         facts = facts_of(instance, outcome.summary.run_id)
     return LaunchResult(
+        correlation_id=facts.correlation_id,
         run=run_info(facts, ceilings(settings)),
         steps=step_states(outcome.summary),
         files=str(outcome.artifacts),
     )
+
+
+def _logged(launch: Callable[[], object]) -> Callable[[], None]:
+    def run() -> None:
+        try:
+            launch()
+        except Exception:  # nobody waits for this thread: the log is where its failure goes
+            logger.exception("a background launch failed before its run was recorded")
+
+    return run
 
 
 def preview_dry_run(

@@ -104,4 +104,21 @@ def test_every_read_and_write_tool_in_memory(tmp_path: Path, monkeypatch: pytest
             unknown = await call_failing(client, "get_run", {"run_id": "no-such-run"})
             assert unknown["code"] == "NOT_FOUND"
 
+            # a launch that does not wait: follow the task until its run ends
+            started = await confirmed(
+                client, "launch_template", {"template": "letters", "wait": False}
+            )
+            assert started["running"] and started["run"] is None
+            statuses = []
+            with anyio.fail_after(300):
+                while not statuses or statuses[-1] not in ("SUCCESS", "FAILURE"):
+                    await anyio.sleep(1)
+                    answer = await client.call_tool(
+                        "list_runs", {"correlation_id": started["correlation_id"]}
+                    )
+                    body = answer.structured_content or {}
+                    if body.get("ok") and body["result"]["runs"]:
+                        statuses.append(body["result"]["runs"][0]["status"])
+            assert statuses[-1] == "SUCCESS"
+
     anyio.run(main)
