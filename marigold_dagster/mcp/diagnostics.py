@@ -299,6 +299,11 @@ _CODES: dict[str, tuple[str, str, str]] = {
         "No run carries that correlation id.",
         "Use list_runs for task ids.",
     ),
+    "INTERNAL_ERROR": (
+        TOOL,
+        "The tool failed unexpectedly; the server's log has the details.",
+        "Retry once; then escalate.",
+    ),
     "PLATFORM_ERROR": (
         TOOL,
         "The platform refused the operation.",

@@ -15,7 +15,8 @@ from __future__ import annotations
 import functools
 import inspect
 import json
-from collections.abc import Callable
+import re
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import MCPServer
@@ -38,12 +39,14 @@ from marigold_dagster.mcp.models import (
     Outcome,
     PlanResult,
     Preview,
+    Problem,
     ResumeResult,
     RunList,
     RunSummaryResult,
     StepResult,
     TemplateDescription,
     TemplateList,
+    ToolFailure,
     ValidationReport,
     WaitingGates,
     WriteResult,
@@ -122,7 +125,39 @@ def build_server(settings: ServerSettings) -> MCPServer:
     if "write" in settings.tiers:
         _write_tools(server, settings, Confirmations(settings.confirm_ttl_s))
     _resources(server, settings)
+    server.middleware.append(typed_tool_errors(server))  # type: ignore[arg-type]
     return server
+
+
+_ARGUMENT_ERROR = re.compile(r"^(\S[^\n]*)\n  ([^\n]+?) \[type=(\w+)", re.MULTILINE)
+
+
+def typed_tool_errors(server: MCPServer) -> Callable[[Any, Any], Awaitable[Any]]:
+    """Middleware giving the SDK's own tool errors (bad arguments, unknown tool) the typed
+    `Outcome` shape every tool answers with."""
+
+    async def middleware(ctx: Any, call_next: Any) -> Any:
+        result = await call_next(ctx)
+        if ctx.method != "tools/call" or not isinstance(result, dict):
+            return result  # the SDK hands middleware the result in its wire form
+        if not result.get("isError") or result.get("structuredContent") is not None:
+            return result
+        text = " ".join(c.get("text", "") for c in result.get("content") or [])
+        if text.startswith("Unknown tool"):
+            tools = sorted(tool.name for tool in await server.list_tools())
+            failure = ToolFailure(code="NOT_FOUND", message=text, valid=tools)
+        elif "validation error" in text:
+            problems = [
+                Problem(code=kind.upper(), field=field, message=message)
+                for field, message, kind in _ARGUMENT_ERROR.findall(text)
+            ]
+            failure = ToolFailure(code="INVALID_ARGUMENT", message=text, problems=problems)
+        else:
+            failure = ToolFailure(code="INTERNAL_ERROR", message=text)
+        payload = Outcome[Any](ok=False, error=failure).model_dump(mode="json")
+        return {**result, "structuredContent": payload}
+
+    return middleware
 
 
 def _offline_tools(server: MCPServer, settings: ServerSettings) -> None:

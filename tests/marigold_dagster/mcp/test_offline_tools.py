@@ -224,6 +224,22 @@ def test_write_tools_preview_and_refuse_without_a_valid_token(mcp_project: Path)
     assert not (mcp_project / "storage").exists()  # nothing ran
 
 
+def test_bad_arguments_and_unknown_tools_are_typed_errors_too(mcp_project: Path):
+    async def body(client: Client) -> tuple[Any, ...]:
+        return (
+            await call_failing(client, "list_runs", {"limit": "many"}),
+            await call_failing(client, "describe_template", {}),
+            await call_failing(client, "launch_template", {"template": "letters"}),
+        )
+
+    bad_limit, missing, write_off = with_client(mcp_project, body, tiers="offline,read")
+    assert bad_limit["code"] == "INVALID_ARGUMENT"
+    assert [(p["code"], p["field"]) for p in bad_limit["problems"]] == [("INT_PARSING", "limit")]
+    assert [(p["code"], p["field"]) for p in missing["problems"]] == [("MISSING", "name")]
+    assert write_off["code"] == "NOT_FOUND" and "launch_template" not in write_off["valid"]
+    assert "list_runs" in write_off["valid"]
+
+
 def test_resources(mcp_project: Path):
     async def body(client: Client) -> tuple[str, ...]:
         texts = []
