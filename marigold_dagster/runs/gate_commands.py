@@ -11,15 +11,17 @@ from failure without deciding: for a gate decided from the Launchpad, or one who
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
 from dagster import DagsterInstance
 
 from marigold_dagster.errors import MarigoldError
-from marigold_dagster.records.gate_decisions import record_decision
+from marigold_dagster.records.gate_decisions import GateDecision, record_decision
 from marigold_dagster.records.instance import open_instance
-from marigold_dagster.runs.resume import resume_run
+from marigold_dagster.runs.resume import ResumedRun, resume_run
 
 DEFAULT_DEFINITIONS = Path("definitions.py")
 
@@ -31,6 +33,43 @@ _definitions_option = click.option(
     show_default=True,
     help="The project's definitions file; the run's job is rebuilt from it to resume.",
 )
+
+
+@dataclass(frozen=True)
+class GateOutcome:
+    """A recorded gate decision and, unless asked not to, the run it was resumed as."""
+
+    decision: GateDecision
+    resumed: ResumedRun | None
+
+
+def decide_gate(
+    instance: DagsterInstance,
+    run_id: str,
+    step: str,
+    decision: str,
+    *,
+    by: str,
+    reason: str,
+    definitions_file: str | Path,
+    resume: bool = True,
+    on_recorded: Callable[[GateDecision], None] | None = None,
+) -> GateOutcome:
+    """Record `by`'s decision on gate `step` of paused run `run_id`, then resume the run.
+
+    `on_recorded` is told of the decision before the (longer) resume starts.
+
+    Raises:
+        GateDecisionError: the decision cannot be recorded (see `record_decision`).
+        MarigoldError: the run cannot be resumed (see `resume_run`).
+    """
+    recorded = record_decision(instance, run_id, step, decision, by=by, reason=reason)
+    if on_recorded is not None:
+        on_recorded(recorded)
+    if not resume:
+        return GateOutcome(recorded, None)
+    resumed = resume_run(instance, run_id, definitions_file, log_level="WARNING")
+    return GateOutcome(recorded, resumed)
 
 
 def _decide(
@@ -45,20 +84,32 @@ def _decide(
     try:
         instance, _ = open_instance(Path.cwd())
         with instance:
-            recorded = record_decision(instance, run_id, step, decision, by=by, reason=reason)
-            click.echo(f"gate '{step}' of run {run_id} {recorded.describe()}")
-            if no_resume:
+            outcome = decide_gate(
+                instance,
+                run_id,
+                step,
+                decision,
+                by=by,
+                reason=reason,
+                definitions_file=definitions_file,
+                resume=not no_resume,
+                on_recorded=lambda d: click.echo(f"gate '{step}' of run {run_id} {d.describe()}"),
+            )
+            if outcome.resumed is None:
                 click.echo(f"resume it with: marigold resume {run_id}")
                 return
-            _resume(instance, run_id, definitions_file)
+            _report(outcome.resumed)
     except MarigoldError as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(1)
 
 
 def _resume(instance: DagsterInstance, run_id: str, definitions_file: Path) -> None:
-    resumed = resume_run(instance, run_id, definitions_file, log_level="WARNING")
-    click.echo(f"resumed run {run_id} as run {resumed.run_id}: {resumed.status}")
+    _report(resume_run(instance, run_id, definitions_file, log_level="WARNING"))
+
+
+def _report(resumed: ResumedRun) -> None:
+    click.echo(f"resumed run {resumed.parent_run_id} as run {resumed.run_id}: {resumed.status}")
     if not resumed.success:
         sys.exit(1)
 
