@@ -22,7 +22,6 @@ import math
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 import pyarrow as pa
@@ -45,6 +44,8 @@ from grammar_ops import GrammarError
 from grammar_ops.context import PrimitiveContext
 from marigold_dagster import keys
 from marigold_dagster.artifacts import StepValue, TableRef, as_table, store_value
+from marigold_dagster.errors import InputOutsideRoots
+from marigold_dagster.jobs.launch_inputs import confine_input
 from marigold_dagster.jobs.step_ops import (
     describe,
     input_config_schema,
@@ -394,7 +395,11 @@ def _chunk_template_inputs(
         spec = frame.template.inputs[name]
         path = supplied.get(name) or (str(frame.resolve(spec.default)) if spec.default else None)
         if path is not None:
-            inputs[name] = str(Path(path).resolve())
+            storage = context.instance.storage_directory()
+            try:
+                inputs[name] = confine_input(frame, name, path, storage)
+            except InputOutsideRoots as error:
+                raise Failure(str(error), allow_retries=False) from None
     return inputs
 
 

@@ -28,8 +28,11 @@ from dagster import Jitter as DagsterJitter
 from grammar_ops import Decision, GrammarError, Kind
 from marigold_dagster import keys
 from marigold_dagster.artifacts import StepValue, artifacts_dir, as_table, store_value
+from marigold_dagster.errors import InputOutsideRoots
+from marigold_dagster.jobs.launch_inputs import confine_input
 from marigold_dagster.keys import DECIDED, RESULT, STEP_COUNT_KEY, UPSTREAM, step_asset_key
 from marigold_dagster.runtime.composition import primitive_context, run_composition, step_metadata
+from marigold_dagster.runtime.error_text import without_file_content
 from marigold_dagster.template.frame import Frame, FrameStep
 from marigold_dagster.template.model import RetrySpec
 
@@ -97,12 +100,17 @@ def input_config_schema(frame: Frame, step: FrameStep) -> dict[str, Field] | Non
 
 
 def template_inputs(context: OpExecutionContext, frame: Frame, step: FrameStep) -> dict[str, str]:
-    """The launch-supplied input paths of a step, checked to exist before anything runs."""
+    """The launch-supplied input paths of a step, checked before anything runs: each must
+    resolve under an input root (`launch_inputs.confine_input`) and exist."""
     supplied: Mapping[str, str] = context.op_config or {}
     checked = {}
+    storage = context.instance.storage_directory()
     for name, path in supplied.items():
         kind = frame.template.inputs[name].kind
-        resolved = os.path.abspath(path)
+        try:
+            resolved = confine_input(frame, name, path, storage)
+        except InputOutsideRoots as error:
+            raise Failure(str(error), allow_retries=False) from None
         exists = os.path.isdir(resolved) if kind == "documents" else os.path.isfile(resolved)
         if not exists:
             what = "a folder" if kind == "documents" else "a file"
@@ -117,9 +125,12 @@ def template_inputs(context: OpExecutionContext, frame: Frame, step: FrameStep) 
 
 
 def step_failure(step: FrameStep, error: Exception) -> Failure:
-    """A Failure for an error retrying cannot fix (bad data, bad config, bad model output)."""
+    """A Failure for an error retrying cannot fix (bad data, bad config, bad model output).
+
+    Its text never quotes a file's content (see `runtime.error_text`).
+    """
     return Failure(
-        description=f"step '{step.name}' failed: {error}",
+        description=f"step '{step.name}' failed: {without_file_content(str(error))}",
         metadata={keys.ERROR_TYPE_KEY: type(error).__name__},
         allow_retries=False,
     )
@@ -143,7 +154,10 @@ def _run(
     try:
         return run_composition(step.composition, value, ctx, step.step.timeout_s)
     except GrammarError as error:
-        raise step_failure(step, error) from error
+        failure = step_failure(step, error)
+        # The cause's text is recorded too; keep it only when it quotes no file content.
+        quoted = failure.description != f"step '{step.name}' failed: {error}"
+        raise failure from (None if quoted else error)
 
 
 def build_task_op(frame: Frame, step: FrameStep) -> OpDefinition:

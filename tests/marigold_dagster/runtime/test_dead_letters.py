@@ -18,6 +18,7 @@ from dagster import DagsterInstance
 
 from grammar_ops import standard_catalog
 from marigold_dagster.jobs.compiler import compile_frame
+from marigold_dagster.jobs.launch_inputs import INPUT_ROOTS_ENV
 from marigold_dagster.records.run_summary import summarise_run
 from marigold_dagster.runs.local_run import input_run_config
 from marigold_dagster.runtime import dead_letters
@@ -60,7 +61,8 @@ def merge_metadata(result: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-def run_triage(write_template, instance: DagsterInstance):
+def run_triage(write_template, instance: DagsterInstance, tmp_path, monkeypatch):
+    monkeypatch.setenv(INPUT_ROOTS_ENV, str(tmp_path))  # the items files are written there
     frame = load_template(write_template("triage_faults", TEMPLATE), standard_catalog())
 
     def run(server: SGLangTestServer, items: str) -> tuple[Any, dict[str, Any]]:
