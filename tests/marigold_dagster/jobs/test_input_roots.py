@@ -19,8 +19,8 @@ from dagster._serdes import serialize_value
 
 from marigold_dagster.jobs.compiler import compile_frame
 from marigold_dagster.jobs.definitions import build_defs
-from marigold_dagster.jobs.launch_inputs import INPUT_ROOTS_ENV
 from marigold_dagster.jobs.triggers import settled_files
+from marigold_dagster.runtime.input_roots import INPUT_ROOTS_ENV
 from marigold_dagster.template.loader import load_template
 
 SECRET = "root:$6$s3cr3t-hash-never-shown:19000:0:99999:7:::"

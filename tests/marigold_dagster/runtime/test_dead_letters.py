@@ -18,7 +18,6 @@ from dagster import DagsterInstance
 
 from grammar_ops import standard_catalog
 from marigold_dagster.jobs.compiler import compile_frame
-from marigold_dagster.jobs.launch_inputs import INPUT_ROOTS_ENV
 from marigold_dagster.records.run_summary import summarise_run
 from marigold_dagster.runs.local_run import input_run_config
 from marigold_dagster.runtime import dead_letters
@@ -27,6 +26,7 @@ from marigold_dagster.runtime.dead_letters import (
     dead_letter_table,
     strip_dead_letter_columns,
 )
+from marigold_dagster.runtime.input_roots import INPUT_ROOTS_ENV
 from marigold_dagster.template.loader import load_template
 from resources.model_errors import ModelAnswerError
 from resources.sglang import SGLangResource
