@@ -1,6 +1,7 @@
 """The `marigold approve`, `marigold reject` and `marigold resume` commands for gates.
 
-`approve`/`reject` record who decided a paused gate and why (see
+`approve`/`reject` record who decided a paused gate and why (the approver name, and the OS user
+running the command, which must be allowed to act as it: see `records.principals`) (see
 `marigold_dagster.records.gate_decisions`), then resume the run from the gate (see
 `marigold_dagster.runs.resume`) unless `--no-resume` is given. `resume` re-executes a paused run
 from failure without deciding: for a gate decided from the Launchpad, or one whose timeout passed.
@@ -19,6 +20,7 @@ from dagster import DagsterInstance
 from marigold_dagster.errors import MarigoldError
 from marigold_dagster.records.gate_decisions import record_decision
 from marigold_dagster.records.instance import open_instance
+from marigold_dagster.records.principals import os_user_principal
 from marigold_dagster.runs.resume import resume_run
 
 DEFAULT_DEFINITIONS = Path("definitions.py")
@@ -45,8 +47,19 @@ def _decide(
     try:
         instance, _ = open_instance(Path.cwd())
         with instance:
-            recorded = record_decision(instance, run_id, step, decision, by=by, reason=reason)
-            click.echo(f"gate '{step}' of run {run_id} {recorded.describe()}")
+            principal = os_user_principal()
+            recorded = record_decision(
+                instance,
+                run_id,
+                step,
+                decision,
+                by=by or principal.name,
+                reason=reason,
+                principal=principal,
+            )
+            click.echo(
+                f"gate '{step}' of run {run_id} {recorded.describe()} (checked: {principal})"
+            )
             if no_resume:
                 click.echo(f"resume it with: marigold resume {run_id}")
                 return
@@ -67,7 +80,14 @@ def _decision_command(decision: str, verb: str) -> click.Command:
     @click.command(name=decision, help=f"{verb} gate STEP of paused run RUN_ID, then resume it.")
     @click.argument("run_id")
     @click.option("--step", required=True, help="The gate step the run is paused at.")
-    @click.option("--by", required=True, help="Who decides (one of the gate's approvers).")
+    @click.option(
+        "--by",
+        default="",
+        help=(
+            "The approver name you decide as (default: your OS user name). Your OS user must be "
+            "allowed to act as it: the same name, or an entry of the MARIGOLD_APPROVERS file."
+        ),
+    )
     @click.option("--reason", required=True, help="Why; kept with the decision for audit.")
     @_definitions_option
     @click.option("--no-resume", is_flag=True, help="Record the decision only.")
