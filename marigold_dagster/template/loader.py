@@ -45,7 +45,16 @@ def load_template(path: Path | str, catalog: Catalog | None = None) -> Frame:
         TemplateError: with every problem found, each located by line and field.
     """
     path = Path(path)
-    catalog = catalog or standard_catalog()
+    try:
+        return _load_template(path, catalog or standard_catalog())
+    except RecursionError:
+        # A backstop: parsing bounds nesting, so no template should get here; if one does, it
+        # is one bad template, not a code location that fails to load.
+        message = "the template nests too deeply to be checked; flatten it"
+        raise TemplateError(path, [TemplateProblem("OVER_LIMIT", "", message, None)]) from None
+
+
+def _load_template(path: Path, catalog: Catalog) -> Frame:
     try:
         source = parse_yaml(_read_text(path))
     except YamlLimitError as error:
