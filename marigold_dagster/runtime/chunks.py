@@ -40,6 +40,7 @@ from marigold_dagster.keys import (
     split_name,
     step_asset_key,
 )
+from marigold_dagster.records.markdown import markdown_text
 from marigold_dagster.records.metadata import metadata_int, metadata_str
 from marigold_dagster.runtime.composition import (
     StepRun,
@@ -510,7 +511,7 @@ def merge_chunks(
         metadata[keys.FAILED_ROWS_PATH_KEY] = MetadataValue.path(failures_value.payload.path)
         metadata[keys.DEAD_LETTERS_PATH_KEY] = MetadataValue.path(letters_value.payload.path)
         metadata[keys.FAILED_ROWS_PREVIEW_KEY] = MetadataValue.md(
-            "\n".join(f"- row {row.row}: {row.error}" for row in failed[:5])
+            "\n".join(f"- row {row.row}: {markdown_text(row.error)}" for row in failed[:5])
         )
         context.log.warning(
             f"batch '{step.name}': {len(failed)} row(s) dead-lettered in "

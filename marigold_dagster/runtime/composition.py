@@ -22,6 +22,7 @@ from grammar_ops import Composition, PrimitiveContext, PrimitiveMetric, StepTime
 from marigold_dagster import keys
 from marigold_dagster.artifacts import StepValue, artifacts_dir
 from marigold_dagster.keys import STEP_COUNT_KEY, StepStatus
+from marigold_dagster.records.markdown import markdown_text
 from marigold_dagster.template.frame import Frame, FrameStep
 
 PREVIEW_ROWS = 5
@@ -191,7 +192,8 @@ def _records_table(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return "_no rows_"
     columns = list(dict.fromkeys(key for row in rows for key in row))
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    header = " | ".join(markdown_text(column) for column in columns)
+    lines = ["| " + header + " |", "|" + "---|" * len(columns)]
     for row in rows:
         cells = (_cell(row.get(column)) for column in columns)
         lines.append("| " + " | ".join(cells) + " |")
@@ -199,9 +201,7 @@ def _records_table(rows: list[dict[str, Any]]) -> str:
 
 
 def _cell(value: Any) -> str:
-    text = "" if value is None else str(value)
-    text = text.replace("|", "\\|").replace("\n", " ")
-    return text if len(text) <= 60 else text[:57] + "..."
+    return markdown_text(value, limit=60)
 
 
 def _iso(timestamp: float) -> str:
