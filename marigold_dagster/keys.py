@@ -42,6 +42,7 @@ STEP_COUNT_KEY = "marigold/budget_step"
 BUDGET_STEPS_USED_KEY = "marigold/budget_steps_used"
 BUDGET_TOKENS_USED_KEY = "marigold/budget_tokens_used"
 BY_KEY = "marigold/by"
+PRINCIPAL_KEY = "marigold/principal"  # who the platform checked decided, beside BY_KEY
 CAPABILITY_KEY = "marigold/capability"
 CAPABILITY_TIER_KEY = "marigold/capability_tier"
 CHOSEN_KEY = "marigold/chosen"

@@ -70,7 +70,16 @@ def load_template_text(text: str, path: Path | str, catalog: Catalog | None = No
         TemplateError: with every problem found, each located by line and field.
     """
     path = Path(path)
-    catalog = catalog or standard_catalog()
+    try:
+        return _check_text(text, path, catalog or standard_catalog())
+    except RecursionError:
+        # A backstop: parsing bounds nesting, so no template should get here; if one does, it
+        # is one bad template, not a code location that fails to load.
+        message = "the template nests too deeply to be checked; flatten it"
+        raise TemplateError(path, [TemplateProblem("OVER_LIMIT", "", message, None)]) from None
+
+
+def _check_text(text: str, path: Path, catalog: Catalog) -> Frame:
     try:
         source = parse_yaml(text)
     except YamlLimitError as error:
