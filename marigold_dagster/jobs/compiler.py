@@ -21,6 +21,7 @@ from typing import Any
 from dagster import ExecutorDefinition, JobDefinition, OpDefinition, ResourceDefinition, graph
 
 from marigold_dagster.jobs.batch_ops import build_chunk_op, build_merge_op, build_split_op
+from marigold_dagster.jobs.deployment_resources import fixed_resources
 from marigold_dagster.jobs.gate_ops import build_gate_op
 from marigold_dagster.jobs.planning_ops import (
     build_collect_op,
@@ -179,7 +180,7 @@ def compile_frame(
         # dagster.yaml) must not relaunch it to pause again. Op-level retries still apply.
         tags[RETRY_ON_FAILURE_TAG] = "false"
     return template_graph.to_job(
-        resource_defs=dict(resource_defs or {}),
+        resource_defs=fixed_resources(resource_defs or {}),
         tags=tags,
         executor_def=executor_def,
     )

@@ -3,6 +3,8 @@
 One lookup, as Dagster's project examples pick a real or local client per environment:
 `MARIGOLD_SGLANG_URL` set (one URL, or several separated by commas) binds `SGLangResource`;
 unset binds `OfflineModel`, which runs templates deterministically without any model server.
+The URL, model and API key are the deployment's: `build_defs` binds these resources with
+`fixed_by_deployment`, so no run config can change them.
 The deployment's prices (`MARIGOLD_SGLANG_PRICE_*`, see `resources.pricing`) are bound per
 resource key here, at definitions load, not as resource config a launch could override; the
 offline model is bound at $0.00.
