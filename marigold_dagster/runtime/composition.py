@@ -29,7 +29,6 @@ from grammar_ops import Composition, PrimitiveContext, PrimitiveMetric, StepTime
 from marigold_dagster import keys
 from marigold_dagster.artifacts import StepValue, artifacts_dir
 from marigold_dagster.keys import STEP_COUNT_KEY, StepStatus
-from marigold_dagster.records.markdown import markdown_text
 from marigold_dagster.template.frame import Frame, FrameStep
 
 PREVIEW_ROWS = 5
