@@ -14,6 +14,7 @@ from typing import Any
 import pyarrow as pa
 
 from grammar_ops.contracts import Decision, Document
+from grammar_ops.failures import ConfigurationError
 from grammar_ops.findings import PrimitiveError
 
 
@@ -78,7 +79,7 @@ def field_names(value: Any) -> list[str]:
 
 
 def require_fields(needed: Iterable[str], value: Any, what: str) -> None:
-    """Raise a PrimitiveError naming the fields `what` needs that the value lacks.
+    """Raise a ConfigurationError naming the fields `what` needs that the value lacks.
 
     An empty value has no fields to check and passes.
     """
@@ -87,7 +88,7 @@ def require_fields(needed: Iterable[str], value: Any, what: str) -> None:
         return
     missing = [name for name in needed if name not in available]
     if missing:
-        raise PrimitiveError(
+        raise ConfigurationError(
             f"{what} refers to unknown field(s) {', '.join(f'`{m}`' for m in missing)}; "
             f"available fields: {', '.join(available)}"
         )

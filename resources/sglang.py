@@ -58,6 +58,7 @@ import httpx
 from jsonschema.validators import validator_for
 from pydantic import Field, PrivateAttr
 
+from grammar_ops.failures import transient_status
 from grammar_ops.model import ModelCall, ModelError, ModelReply
 from resources.event_loop_thread import EventLoopThread
 from resources.model_errors import ModelAnswerError, ModelServerCheckError, ModelServerError
@@ -77,7 +78,7 @@ small pools per server and sends each request through the least busy one."""
 
 
 def _is_retryable_status(status: int) -> bool:
-    return status in (408, 429) or status >= 500
+    return transient_status(status)
 
 
 def display_url(url: str) -> str:
