@@ -81,16 +81,17 @@ def field_names(value: Any) -> list[str]:
 def require_fields(needed: Iterable[str], value: Any, what: str) -> None:
     """Raise a ConfigurationError naming the fields `what` needs that the value lacks.
 
-    An empty value has no fields to check and passes.
+    A table always has its fields, even with zero rows (or none at all); empty records have no
+    fields to check and pass.
     """
     available = field_names(value)
-    if not available:
+    if not available and not isinstance(value, pa.Table):
         return
     missing = [name for name in needed if name not in available]
     if missing:
         raise ConfigurationError(
             f"{what} refers to unknown field(s) {', '.join(f'`{m}`' for m in missing)}; "
-            f"available fields: {', '.join(available)}"
+            f"available fields: {', '.join(available) or '(none)'}"
         )
 
 

@@ -281,9 +281,7 @@ class HttpJson(Primitive):
         )
         if not 200 <= response.status_code < 300:
             failed = TransientError if transient_status(response.status_code) else PrimitiveError
-            raise failed(
-                f"GET {response.url} answered HTTP {response.status_code}; expected 2xx"
-            )
+            raise failed(f"GET {response.url} answered HTTP {response.status_code}; expected 2xx")
         depth = json_depth(response.content)
         if depth > MAX_JSON_DEPTH:
             raise PrimitiveError(
