@@ -1,6 +1,7 @@
 """How a converge step combines the results of the upstreams that ran, as its template declares.
 
-- `union`: every upstream's rows stacked in `depends_on` order, each tagged `source_step`;
+- `union`: every upstream's rows stacked in `depends_on` order, each tagged `source_step` (the
+  upstream of this converge, also when that upstream is a converge itself);
   columns are matched by name, a column an upstream lacks is null there, and column types are
   kept (an integer column stays an integer column);
 - `join`: rows matched on the `keys` fields, a full outer join in `depends_on` order, so every
@@ -45,6 +46,8 @@ def union(values: Sequence[StepValue]) -> pa.Table:
     for value in values:
         table = as_table(value.load())
         source = pa.array([value.step] * table.num_rows, pa.string())
+        if SOURCE_STEP in table.column_names:  # a converge's result: this converge's upstream
+            table = table.drop_columns([SOURCE_STEP])
         tables.append(table.append_column(SOURCE_STEP, source))
     if not tables:
         return pa.table({SOURCE_STEP: pa.array([], pa.string())})

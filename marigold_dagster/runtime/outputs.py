@@ -116,9 +116,11 @@ def retry_policy(spec: RetrySpec | None) -> RetryPolicy | None:
         return None
     backoff = {"exponential": DagsterBackoff.EXPONENTIAL, "linear": DagsterBackoff.LINEAR}
     jitter = {"full": DagsterJitter.FULL, "plus_minus": DagsterJitter.PLUS_MINUS}
+    if not spec.delay_s:  # no wait: Dagster refuses a backoff or jitter without a delay
+        return RetryPolicy(max_retries=spec.max_attempts - 1)
     return RetryPolicy(
         max_retries=spec.max_attempts - 1,
-        delay=spec.delay_s or None,
+        delay=spec.delay_s,
         backoff=backoff.get(spec.backoff),
         jitter=jitter.get(spec.jitter),
     )

@@ -303,6 +303,8 @@ def planned_rows(results: Mapping[str, PlannedResult]) -> pa.Table:
             value = loaded.model_dump(mode="json") if hasattr(loaded, "model_dump") else loaded
             table = pa.table({"result_json": [json.dumps(value, default=str, sort_keys=True)]})
         column = pa.array([planned_id] * table.num_rows, pa.string())
+        if "planned_step" in table.column_names:  # rows an earlier planning step tagged
+            table = table.drop_columns(["planned_step"])
         tables.append(table.append_column("planned_step", column))
     if not tables:
         return pa.table({"planned_step": pa.array([], pa.string())})
