@@ -162,3 +162,26 @@ def test_a_permanent_model_failure_fails_at_once_with_its_cause(run_flaky):
     data = failure.step_failure_data.user_failure_data
     assert data.metadata["marigold/failure"].value == "permanent"
     assert "label" in data.description and "max_new_tokens" in data.description
+
+
+def test_a_step_timeout_is_transient_and_retried_under_the_policy(run_template, instance):
+    run = run_template(
+        "slow_task",
+        """name: slow_task
+version: 1
+budget: {max_steps: 10, max_tokens: 1000, max_cost_usd: 1, max_fanout: 4}
+steps:
+  - name: wait
+    uses: t.sleep
+    with: {seconds: 0.5}
+    timeout_s: 0.1
+    retry: {max_attempts: 2, backoff: none, delay_s: 0}
+""",
+        instance,
+    )
+    assert not run.result.success
+    assert events(run, "STEP_UP_FOR_RETRY") == ["wait"], "one retry, then out of attempts"
+    (failure,) = [e for e in run.result.all_events if e.event_type_value == "STEP_FAILURE"]
+    data = failure.step_failure_data.user_failure_data
+    assert data.metadata["marigold/failure"].value == "transient"
+    assert "ran past its timeout" in data.description
