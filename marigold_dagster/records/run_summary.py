@@ -209,7 +209,7 @@ def _summarise_step(step: FrameStep, by_key: dict[str, _KeyEvents]) -> StepSumma
         attempts=events.starts,
         started_at=events.started_at,
         ended_at=events.ended_at,
-        rows=_int(output.get("rows")),
+        rows=_int(output.get(keys.ROW_COUNT_KEY)),
         detail=detail,
     )
 
@@ -264,7 +264,7 @@ def _summarise_batch(step: FrameStep, by_key: dict[str, _KeyEvents]) -> StepSumm
         attempts,
         split.started_at,
         merge.ended_at,
-        rows=_int(output.get("rows")),
+        rows=_int(output.get(keys.ROW_COUNT_KEY)),
         detail=detail,
     )
 
