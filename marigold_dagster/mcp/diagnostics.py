@@ -253,6 +253,11 @@ _CODES: dict[str, tuple[str, str, str]] = {
         "Depend on fewer steps in a row.",
     ),
     "OVER_FANOUT": (PLAN, "Too many steps at one depth (max_fanout).", "Chain or merge steps."),
+    "TOO_MANY_FINDINGS": (
+        PLAN,
+        "The answer had more problems than a verdict lists; this counts the rest.",
+        "Fix the listed problems first; most of the rest usually share their cause.",
+    ),
     "OVER_BUDGET": (
         PLAN,
         "The plan's estimate passes the task's budget.",
@@ -267,11 +272,6 @@ _CODES: dict[str, tuple[str, str, str]] = {
         PLAN,
         "A terminal step's rows lack a column the planning step's result must have.",
         "End the plan with steps that produce the missing columns.",
-    ),
-    "TOO_MANY_FINDINGS": (
-        PLAN,
-        "More problems than one answer lists; the rest are counted, not shown.",
-        "Fix the problems listed and validate again.",
     ),
     # the MCP tools' own
     "NOT_FOUND": (

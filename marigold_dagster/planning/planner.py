@@ -103,8 +103,12 @@ class PlanRequest:
 def plan_fragment(model: ModelClient, request: PlanRequest) -> PlanOutcome:
     """Ask, validate, and re-ask with the findings, up to `request.max_attempts` times.
 
+    A call that fails in a way retrying may fix (server unreachable, 429/5xx, timed out) is not
+    an attempt: its `ModelError` propagates, and the planning step's `retry:` tries again.
+
     Raises:
         PlanRejected: no attempt was accepted; carries every attempt.
+        ModelError: a planner call failed transiently (`retryable`).
     """
     outcome = PlanOutcome()
     prefix = request.prefix()
@@ -135,6 +139,9 @@ def plan_fragment(model: ModelClient, request: PlanRequest) -> PlanOutcome:
             reply = model.complete(call)
         except ModelError as error:
             outcome.usage.record_failure(error)  # an unusable answer still spent its tokens
+            if error.retryable:  # the call failed, not the plan: the step's `retry:` applies
+                error.outcome = outcome  # type: ignore[attr-defined]  # what was spent so far
+                raise
             answer = _parsed(error.last_response)
             if answer is None:  # no answer to diagnose: down, timed out, truncated, not JSON
                 findings: Sequence[Finding] = [

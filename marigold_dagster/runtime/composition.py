@@ -213,8 +213,7 @@ def _table_preview(rows: list[dict[str, Any]]) -> TableMetadataValue:
     types = {column: _column_type(rows, column) for column in columns}
     return MetadataValue.table(
         records=[
-            TableRecord(data={column: _cell(row.get(column)) for column in columns})
-            for row in rows
+            TableRecord(data={column: _cell(row.get(column)) for column in columns}) for row in rows
         ],
         schema=TableSchema(columns=[TableColumn(column, types[column]) for column in columns]),
     )
