@@ -115,6 +115,11 @@ _CODES: dict[str, tuple[str, str, str]] = {
         "Use decide.rules or decide.model.",
     ),
     "BATCH_NEEDS_ROWS": (FRAME, "A batch step's input is not rows.", "Feed it a table or records."),
+    "JOIN_NEEDS_ROWS": (
+        FRAME,
+        "A converge with `combine: join` has an upstream that does not hand on rows.",
+        "Use `combine: by_source`.",
+    ),
     "BATCH_OUTPUT_NOT_ROWS": (
         FRAME,
         "A batch step's capability does not give rows.",
