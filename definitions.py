@@ -3,7 +3,7 @@
 import os
 from pathlib import Path
 
-from marigold_dagster.defs import build_defs
+from marigold_dagster.jobs.definitions import build_defs
 
 TEMPLATES_DIR = Path(os.environ.get("MARIGOLD_TEMPLATES_DIR", Path(__file__).parent / "templates"))
 

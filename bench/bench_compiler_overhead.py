@@ -24,8 +24,8 @@ from dagster import DagsterInstance, In, JobDefinition, Out, graph, op
 from pydantic import BaseModel
 
 from grammar_ops import Kind, application_capability, standard_catalog
-from marigold_dagster.compiler import compile_frame
-from marigold_dagster.loader import load_template
+from marigold_dagster.jobs.compiler import compile_frame
+from marigold_dagster.template.loader import load_template
 
 ROWS = 10
 DAG_EDGES = {

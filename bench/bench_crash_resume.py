@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dagster import DagsterInstance  # noqa: E402
 
-from tests.marigold_dagster import crash_resume  # noqa: E402
+from bench import crash_trial as crash_resume  # noqa: E402
 
 
 def main() -> None:

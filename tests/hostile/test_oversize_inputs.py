@@ -29,14 +29,14 @@ from grammar_ops.primitives.acquire import (
 )
 from marigold_dagster.artifacts import StepValue
 from marigold_dagster.errors import TemplateError
-from marigold_dagster.loader import load_template
-from marigold_dagster.planning_prompt import (
+from marigold_dagster.planning.prompt import (
     MAX_RESULT_DEPTH,
     describe_result,
     prompt_variable,
     results_section,
 )
-from marigold_dagster.yaml_source import MAX_TEMPLATE_BYTES
+from marigold_dagster.template.loader import load_template
+from marigold_dagster.template.yaml_source import MAX_TEMPLATE_BYTES
 
 FIFTY_MB = 50 * 1024 * 1024
 DEEP = 10_000

@@ -4,7 +4,7 @@ nothing it answered runs unless validation accepted it.
 Random JSON, fragment-shaped JSON with random fields, non-JSON text and pathological JSON go
 through the real client (`SGLangResource` over HTTP to the SGLang test server), `plan_fragment`
 and `validate_fragment`; a few whole runs check that a rejected plan starts no planned step.
-The fragment validator's own rules are fuzzed in tests/marigold_dagster/test_fragment_validation.py.
+The fragment validator's own rules are fuzzed in tests/marigold_dagster/planning/test_validation.py.
 """
 
 from __future__ import annotations
@@ -19,16 +19,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from marigold_dagster.artifacts import StepValue
-from marigold_dagster.budget import BudgetStatus, BudgetUse
-from marigold_dagster.compiler import compile_frame
-from marigold_dagster.fragment_validation import validate_fragment
-from marigold_dagster.loader import load_template
-from marigold_dagster.planner import PlanRejected, plan_fragment
-from marigold_dagster.planning_ops import PlanProgress, plan_request
+from marigold_dagster.errors import PlanRejected
+from marigold_dagster.jobs.compiler import compile_frame
+from marigold_dagster.planning.budget import BudgetStatus, BudgetUse
+from marigold_dagster.planning.planner import plan_fragment
+from marigold_dagster.planning.validation import validate_fragment
+from marigold_dagster.runtime.planned import PlanProgress, plan_request
+from marigold_dagster.template.loader import load_template
 from resources.sglang import SGLangResource
 from resources.sglang_test_server import GenerationRequest, SGLangTestServer, default_responder
 from tests.fuzz_budget import fuzz_examples
-from tests.marigold_dagster.test_planning_ops import TEMPLATE
+from tests.support.planning import TEMPLATE
 
 ALLOWED = ["t.mark", "t.explode", "t.ask_each", "llm.generate", "aggregate.count"]
 FUZZ = {

@@ -25,8 +25,8 @@ from typing import Any
 import dagster as dg
 import pytest
 
-from marigold_dagster.compiler import compile_frame
-from marigold_dagster.loader import load_template
+from marigold_dagster.jobs.compiler import compile_frame
+from marigold_dagster.template.loader import load_template
 from resources.sglang import SGLangResource
 from resources.sglang_test_server import GenerationRequest, SGLangTestServer, default_responder
 

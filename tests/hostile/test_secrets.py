@@ -14,14 +14,14 @@ from typing import Any
 
 import dagster as dg
 import pytest
+from dagster import serialize_value
 from dagster._core.storage.local_compute_log_manager import LocalComputeLogManager
-from dagster._serdes import serialize_value
 
-from marigold_dagster.compiler import compile_frame
-from marigold_dagster.loader import load_template
+from marigold_dagster.jobs.compiler import compile_frame
+from marigold_dagster.template.loader import load_template
 from resources.sglang import SGLangResource
 from resources.sglang_test_server import SGLangTestServer
-from tests.marigold_dagster.test_planning_ops import TEMPLATE, ScriptedPlanner, fragment, step
+from tests.support.planning import TEMPLATE, ScriptedPlanner, fragment, step
 
 API_KEY = "sk-marigold-secret-9f4c2e7a51d84b06"
 KEY_VAR = "MARIGOLD_HOSTILE_SECRET_KEY"

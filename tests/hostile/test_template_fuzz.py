@@ -22,9 +22,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from marigold_dagster.errors import TemplateError
-from marigold_dagster.frame import Frame
-from marigold_dagster.loader import load_template
-from marigold_dagster.yaml_source import MAX_ALIASES, MAX_DEPTH, MAX_NODES, MAX_TEMPLATE_BYTES
+from marigold_dagster.template.frame import Frame
+from marigold_dagster.template.loader import load_template
+from marigold_dagster.template.yaml_source import (
+    MAX_ALIASES,
+    MAX_DEPTH,
+    MAX_NODES,
+    MAX_TEMPLATE_BYTES,
+)
 from tests.fuzz_budget import fuzz_examples
 
 ROOT = Path(__file__).resolve().parents[2]

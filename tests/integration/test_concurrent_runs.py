@@ -19,8 +19,8 @@ import pytest
 from dagster import DagsterEventType, DagsterInstance
 
 from marigold_dagster.artifacts import artifacts_dir
-from marigold_dagster.defs import build_defs
-from tests.integration.deployment import (
+from marigold_dagster.jobs.definitions import build_defs
+from tests.support.deployment import (
     ROOT,
     DagsterDeployment,
     documented_run_queue_block,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import BrowserContext, Page, sync_playwright
 
-from tests.integration.fixtures import dagster_deployment
+from tests.support.deployment_fixtures import dagster_deployment
 
 __all__ = ["artifacts", "browser", "dagster_deployment", "page"]
 

@@ -1,0 +1,195 @@
+"""The `marigold` command line: run, validate and inspect templates."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+import pandas as pd
+
+from grammar_ops import standard_catalog
+from grammar_ops.capability_schema import render_capability_tier
+from marigold_dagster.errors import MarigoldError, TemplatesInvalid
+from marigold_dagster.jobs.triggers import check_triggers
+from marigold_dagster.mcp.command import mcp_command
+from marigold_dagster.records.lineage import lineage_command
+from marigold_dagster.records.run_history import runs_command
+from marigold_dagster.runs.dry_run import dry_run_planning
+from marigold_dagster.runs.gate_commands import approve, reject, resume
+from marigold_dagster.runs.local_run import run_locally
+from marigold_dagster.template.loader import load_templates
+
+DEFAULT_TEMPLATES = Path("templates")
+_templates_dir_option = click.option(
+    "--templates-dir",
+    type=click.Path(path_type=Path),
+    default=DEFAULT_TEMPLATES,
+    show_default=True,
+    help="Folder of template files.",
+)
+
+
+@click.group(help="Marigold on Dagster: YAML templates compiled into Dagster jobs.")
+def main() -> None:
+    pass
+
+
+def _fail(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(1)
+
+
+@main.command()
+@click.argument("template")
+@_templates_dir_option
+@click.option(
+    "--input",
+    "inputs",
+    multiple=True,
+    metavar="NAME=PATH",
+    help="A launch input (repeatable); defaults come from the template.",
+)
+@click.option(
+    "--parent-correlation-id",
+    default=None,
+    help="Chain this task under another task's correlation id.",
+)
+def run(
+    template: str, templates_dir: Path, inputs: tuple[str, ...], parent_correlation_id: str | None
+) -> None:
+    """Run TEMPLATE's job to completion on the local Dagster instance and summarise it."""
+    try:
+        outcome = run_locally(
+            template, templates_dir, _inputs(inputs), parent_correlation_id=parent_correlation_id
+        )
+    except (MarigoldError, TemplatesInvalid) as error:
+        _fail(str(error))
+        return
+    click.echo(outcome.summary.render())
+    click.echo("\nStep outputs:")
+    for step, value in outcome.outputs.items():
+        payload = value.payload
+        shown = getattr(payload, "path", None) or json.dumps(payload, default=str)[:200]
+        click.echo(f"  {step}: {shown}")
+    if outcome.outputs:
+        last, value = list(outcome.outputs.items())[-1]
+        preview = _table_preview(value.payload)
+        if preview:
+            click.echo(f"\nResult of '{last}':\n{preview}")
+    click.echo("")
+    click.echo(f"Run files:        {outcome.artifacts}")
+    click.echo(f"Correlation id:   {outcome.correlation_id} (marigold lineage <id>)")
+    click.echo(f"Dagster instance: {outcome.dagster_home} (DAGSTER_HOME)")
+    dagster = Path(sys.executable).with_name("dagster")  # beside this interpreter, in its venv
+    click.echo(
+        f"See it in the UI: DAGSTER_HOME={outcome.dagster_home} {dagster} dev, "
+        f"then Runs -> {outcome.summary.run_id[:8]}"
+    )
+    if not outcome.success:
+        sys.exit(1)
+
+
+def _table_preview(payload: object, rows: int = 12) -> str | None:
+    """The first rows of a table result, or of the Parquet file a write receipt points at."""
+    path = getattr(payload, "path", None)
+    if path is None and isinstance(payload, dict):
+        path = payload.get("path")
+    if not isinstance(path, str) or not path.endswith(".parquet") or not Path(path).is_file():
+        return None
+    frame = pd.read_parquet(path)
+    text = frame.head(rows).to_string(index=False, max_colwidth=48)
+    more = f"\n... {len(frame) - rows} more rows" if len(frame) > rows else ""
+    return f"{text}{more}\n({len(frame)} rows in {path})"
+
+
+@main.command()
+@click.argument("template")
+@click.option("--step", "step_name", default=None, help="The planning step (default: the first).")
+@_templates_dir_option
+@click.option("--input", "inputs", multiple=True, metavar="NAME=PATH", help="A launch input.")
+@click.option("--dry-run", is_flag=True, help="Plan only; print the fragment and its estimate.")
+def plan(
+    template: str,
+    step_name: str | None,
+    templates_dir: Path,
+    inputs: tuple[str, ...],
+    dry_run: bool,
+) -> None:
+    """Plan TEMPLATE's planning step against real inputs, without executing the plan."""
+    if not dry_run:
+        _fail("only --dry-run is supported: `marigold run` executes plans")
+    try:
+        outcome = dry_run_planning(template, templates_dir, step_name, _inputs(inputs))
+    except (MarigoldError, TemplatesInvalid) as error:
+        _fail(str(error))
+        return
+    click.echo(outcome.render())
+    if outcome.outcome.fragment is not None:
+        accepted = outcome.outcome.attempts[-1].answer
+        click.echo("\nfragment:\n" + json.dumps(accepted, indent=2))
+    if not outcome.accepted:
+        sys.exit(1)
+
+
+def _inputs(items: tuple[str, ...]) -> dict[str, str]:
+    given = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            _fail(f"--input takes NAME=PATH, got '{item}'")
+        given[name] = path
+    return given
+
+
+@main.command()
+@click.argument("templates_dir", type=click.Path(path_type=Path), default=DEFAULT_TEMPLATES)
+def validate(templates_dir: Path) -> None:
+    """Check every template in TEMPLATES_DIR; print each problem with file:line and field."""
+    try:
+        frames = load_templates(templates_dir)
+    except TemplatesInvalid as error:
+        _fail(str(error))
+        return
+    except MarigoldError as error:
+        _fail(str(error))
+        return
+    if not frames:
+        _fail(f"no templates in {templates_dir}: a template is a .yaml file, one per job")
+        return
+    trigger_errors = check_triggers(frames)
+    if trigger_errors:
+        _fail("\n".join(str(error) for error in trigger_errors))
+        return
+    for frame in frames:
+        click.echo(f"ok  {frame.path}  ({len(frame.steps)} steps)")
+
+
+@main.command()
+@click.option(
+    "--tier",
+    type=click.IntRange(1, 3),
+    default=1,
+    show_default=True,
+    help="1: names and one-liners; 2: input/output contracts; 3: full config schemas.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the JSON Schema form.")
+@click.argument("names", nargs=-1)
+def capabilities(tier: int, as_json: bool, names: tuple[str, ...]) -> None:
+    """Print the capability schema (for NAMES, or the whole catalog) and its size in tokens."""
+    try:
+        rendered = render_capability_tier(standard_catalog(), tier, names or None)
+    except Exception as error:  # unknown names come back as a CompositionError
+        _fail(str(error))
+        return
+    click.echo(json.dumps(rendered.json_schema, indent=2) if as_json else rendered.text)
+    click.echo(
+        f"\n# tier {tier}: {len(rendered.names)} capabilities, {rendered.tokens} tokens "
+        f"({rendered.tokenizer})",
+        err=True,
+    )
+
+
+for command in (approve, reject, resume, lineage_command, runs_command, mcp_command):
+    main.add_command(command)

@@ -1,0 +1,43 @@
+"""Which model resource backs each model resource key: an SGLang server, or the offline model.
+
+One lookup, as Dagster's project examples pick a real or local client per environment:
+`MARIGOLD_SGLANG_URL` set (one URL, or several separated by commas) binds `SGLangResource`;
+unset binds `OfflineModel`, which runs templates deterministically without any model server.
+The URL, model and API key are the deployment's: `build_defs` binds these resources with
+`fixed_by_deployment`, so no run config can change them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+
+from dagster import ConfigurableResource, EnvVar
+
+from resources.offline_model import OfflineModel
+from resources.sglang import SGLangResource
+
+SGLANG_URL_ENV = "MARIGOLD_SGLANG_URL"
+SGLANG_MODEL_ENV = "MARIGOLD_SGLANG_MODEL"
+SGLANG_API_KEY_ENV = "MARIGOLD_SGLANG_API_KEY"
+SERVER_KIND_ENV = "MARIGOLD_MODEL_SERVER_KIND"  # sglang (default) | openai: vLLM, llama.cpp, ...
+
+
+def model_resources(
+    keys: Iterable[str], environ: Mapping[str, str] | None = None
+) -> dict[str, ConfigurableResource]:
+    """A model resource for each resource key, chosen by the environment."""
+    environ = os.environ if environ is None else environ
+    url = environ.get(SGLANG_URL_ENV, "").strip()
+    bound: dict[str, ConfigurableResource] = {}
+    for key in sorted(set(keys)):
+        if url:
+            bound[key] = SGLangResource(
+                base_url=url,
+                model=environ.get(SGLANG_MODEL_ENV) or None,
+                api_key=EnvVar(SGLANG_API_KEY_ENV) if environ.get(SGLANG_API_KEY_ENV) else None,
+                server=environ.get(SERVER_KIND_ENV, "").strip() or "sglang",  # type: ignore[arg-type]
+            )
+        else:
+            bound[key] = OfflineModel()
+    return bound

@@ -1,0 +1,101 @@
+"""Budget arithmetic: what is left of a template's ceilings, and what a plan would cost.
+
+Pure: what a run has used is read from the event log by `records.budget_use`. Steps count once
+per template step (a batch counts once, however many chunks), plus once per planned step; each
+planner call counts as one planning phase.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from marigold_dagster.template.model import Budget
+
+# Per model call when a plan is estimated: prompt instructions plus an unseen row's text.
+ESTIMATED_PROMPT_TOKENS = 300
+DEFAULT_ANSWER_TOKENS = 64
+
+
+@dataclass(frozen=True)
+class BudgetUse:
+    steps: int = 0
+    phases: int = 0
+    tokens: int = 0
+    cost_usd: float = 0.0
+
+    def plus(self, other: BudgetUse) -> BudgetUse:
+        return BudgetUse(
+            self.steps + other.steps,
+            self.phases + other.phases,
+            self.tokens + other.tokens,
+            self.cost_usd + other.cost_usd,
+        )
+
+
+@dataclass(frozen=True)
+class BudgetStatus:
+    """A template's budget against what a run has used."""
+
+    budget: Budget
+    used: BudgetUse
+
+    @property
+    def remaining(self) -> BudgetUse:
+        return BudgetUse(
+            self.budget.max_steps - self.used.steps,
+            self.budget.max_planning_phases - self.used.phases,
+            self.budget.max_tokens - self.used.tokens,
+            self.budget.max_cost_usd - self.used.cost_usd,
+        )
+
+    def exceeded(self, extra: BudgetUse = BudgetUse()) -> list[str]:
+        """The ceilings that `used + extra` goes past, each said in words."""
+        total = self.used.plus(extra)
+        budget = self.budget
+        over = []
+        if total.steps > budget.max_steps:
+            over.append(f"max_steps ({total.steps} of {budget.max_steps} steps)")
+        if total.phases > budget.max_planning_phases:
+            over.append(
+                f"max_planning_phases ({total.phases} of {budget.max_planning_phases} phases)"
+            )
+        if total.tokens > budget.max_tokens:
+            over.append(f"max_tokens ({total.tokens:,} of {budget.max_tokens:,} tokens)")
+        if total.cost_usd > budget.max_cost_usd + 1e-12:
+            over.append(f"max_cost_usd (${total.cost_usd:.2f} of ${budget.max_cost_usd:.2f})")
+        return over
+
+    def ceiling_reached(self, extra: BudgetUse = BudgetUse()) -> str | None:
+        """Why no more work may start (`budget ceiling reached: ...`), or None when it may.
+
+        The ceilings `used` is past are named; if none, those `used + extra` would pass.
+        """
+        over = self.exceeded() or self.exceeded(extra)
+        return f"budget ceiling reached: {', '.join(over)}" if over else None
+
+    def describe(self) -> str:
+        """`47 of 100 steps, 3 of 5 phases, 12,345 of 200,000 tokens, $2.30 of $5.00`."""
+        used, budget = self.used, self.budget
+        return (
+            f"{used.steps} of {budget.max_steps} steps, "
+            f"{used.phases} of {budget.max_planning_phases} phases, "
+            f"{used.tokens:,} of {budget.max_tokens:,} tokens, "
+            f"${used.cost_usd:.2f} of ${budget.max_cost_usd:.2f}"
+        )
+
+
+def estimated_answer_tokens(configs: Iterable[dict[str, Any]]) -> int:
+    """The answer bound a model-calling config sets (`max_tokens`), or a default."""
+    for config in configs:
+        for key in ("max_tokens", "max_new_tokens"):
+            value = config.get(key)
+            if isinstance(value, int) and value > 0:
+                return value
+    return DEFAULT_ANSWER_TOKENS
+
+
+def estimate_model_tokens(calls: int, answer_tokens: int) -> int:
+    """Tokens `calls` model calls are expected to use, prompts included."""
+    return calls * (ESTIMATED_PROMPT_TOKENS + answer_tokens)

@@ -1,0 +1,154 @@
+"""Resuming a failed run (paused at a gate, or its worker killed): re-execution from failure.
+
+The job is rebuilt from the project's definitions file (the same `definitions.py` that
+`dagster dev` loads, so the same templates, catalog and resources), through a reconstructable
+pointer to `definitions_job`, and re-executed from failure with `execute_job`: the steps that
+succeeded are not run again (their outputs are loaded from the failed run's storage), and a
+re-executed gate acts on the recorded decision. This is what the UI's
+"Re-execute from failure" button does for a run launched there.
+
+    >>> resumed = resume_run(instance, run_id, Path("definitions.py"))
+    >>> resumed.success
+    True
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dagster import (
+    DagsterInstance,
+    DagsterRunStatus,
+    Definitions,
+    JobDefinition,
+    ReexecutionOptions,
+    build_reconstructable_job,
+    execute_job,
+)
+
+from marigold_dagster.errors import MarigoldError
+from marigold_dagster.records.dagster_private import from_failure_step_keys
+
+IN_PROCESS: dict[str, Any] = {"config": {"in_process": {}}}
+
+
+@dataclass(frozen=True)
+class ResumedRun:
+    """The run a paused run was re-executed as."""
+
+    parent_run_id: str
+    run_id: str
+    status: str
+
+    @property
+    def success(self) -> bool:
+        return self.status == DagsterRunStatus.SUCCESS.value
+
+
+def load_definitions(definitions_file: str | Path) -> Definitions:
+    """The `Definitions` object of a definitions file (its module-level `defs`, or the only one)."""
+    path = Path(definitions_file).resolve()
+    if not path.is_file():
+        raise MarigoldError(f"no definitions file {path}; pass the project's definitions.py")
+    name = f"_marigold_definitions_{hashlib.sha1(str(path).encode()).hexdigest()[:12]}"
+    module = sys.modules.get(name)
+    if module is None:
+        spec = importlib.util.spec_from_file_location(name, path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.path.insert(0, str(path.parent))
+        try:
+            spec.loader.exec_module(module)
+        finally:
+            sys.path.remove(str(path.parent))
+        sys.modules[name] = module
+    found = [value for value in vars(module).values() if isinstance(value, Definitions)]
+    defs = getattr(module, "defs", None)
+    if isinstance(defs, Definitions):
+        return defs
+    if len(found) == 1:
+        return found[0]
+    raise MarigoldError(f"{path} must define one dagster.Definitions (e.g. `defs = ...`)")
+
+
+def definitions_job(definitions_file: str, job_name: str) -> JobDefinition:
+    """Job `job_name` of a definitions file, resources bound: the reconstructable entry point."""
+    return load_definitions(definitions_file).resolve_job_def(job_name)
+
+
+def reconstructable_job(definitions_file: str | Path, job_name: str):
+    """A pointer Dagster can rebuild job `job_name` from, in this process or another.
+
+    A `ReconstructableJob`, as `build_reconstructable_job` returns it (Dagster does not export
+    the type).
+    """
+    args = (str(Path(definitions_file).resolve()), job_name)
+    return build_reconstructable_job(
+        __name__,
+        definitions_job.__name__,
+        # Dagster annotates this `tuple[object]` (exactly one item); it takes any number.
+        reconstructable_args=args,  # type: ignore[arg-type]
+    )
+
+
+def steps_left(instance: DagsterInstance, run_id: str) -> list[str]:
+    """The step keys re-execution from failure would run for `run_id`, by Dagster's own reckoning.
+
+    Empty when every step succeeded: a worker killed after its last step, before it recorded
+    the run's success, leaves a run that failed with all of its work done.
+    """
+    run = instance.get_run_by_id(run_id)
+    if run is None:
+        raise MarigoldError(f"no run {run_id} in this Dagster instance")
+    return from_failure_step_keys(instance, run)
+
+
+def resume_run(
+    instance: DagsterInstance,
+    run_id: str,
+    definitions_file: str | Path,
+    *,
+    log_level: str | None = None,
+) -> ResumedRun:
+    """Re-execute failed run `run_id` from failure, in process, with its own run config.
+
+    `log_level` sets the console logger's level (the event log keeps everything regardless).
+
+    Raises:
+        MarigoldError: when there is no such run, it did not fail (only a failed run - one
+            paused at a gate, say - can be re-executed from failure), or every step of it
+            succeeded (there is nothing left to run; the run's own outputs are the result).
+    """
+    run = instance.get_run_by_id(run_id)
+    if run is None:
+        raise MarigoldError(f"no run {run_id} in this Dagster instance")
+    if run.status is not DagsterRunStatus.FAILURE:
+        raise MarigoldError(
+            f"run {run_id} is {run.status.value}; only a failed run (e.g. one paused at a gate) "
+            "can be resumed from failure"
+        )
+    if not steps_left(instance, run_id):
+        raise MarigoldError(
+            f"every step of run {run_id} succeeded, so there is nothing to re-execute: its "
+            "worker stopped after the last step, before it recorded the run's success; the "
+            "results are in that run's outputs"
+        )
+    run_config: dict[str, Any] = {**run.run_config, "execution": IN_PROCESS}
+    if log_level is not None:
+        run_config["loggers"] = {"console": {"config": {"log_level": log_level}}}
+    job = reconstructable_job(definitions_file, run.job_name)
+    options = ReexecutionOptions.from_failure(run_id, instance)
+    # As the UI's re-execution does, the new run keeps the failed run's own tags (its task's
+    # correlation ids among them), not Dagster's system tags.
+    tags = {key: value for key, value in run.tags.items() if not key.startswith("dagster/")}
+    with execute_job(
+        job, instance, run_config=run_config, tags=tags, reexecution_options=options
+    ) as result:
+        resumed = instance.get_run_by_id(result.run_id)
+        status = resumed.status.value if resumed else ("SUCCESS" if result.success else "FAILURE")
+        return ResumedRun(parent_run_id=run_id, run_id=result.run_id, status=status)
