@@ -45,10 +45,11 @@ import pyarrow.csv as pacsv
 
 from grammar_ops import Kind, ModelCall, ModelError, ModelReply
 from marigold_dagster.artifacts import StepValue, store_value
-from marigold_dagster.budget import BudgetStatus, BudgetUse
-from marigold_dagster.loader import load_template
-from marigold_dagster.planner import PlanRejected, PlanRequest, plan_fragment
-from marigold_dagster.planning_ops import PlanProgress, plan_request
+from marigold_dagster.errors import PlanRejected
+from marigold_dagster.planning.budget import BudgetStatus, BudgetUse
+from marigold_dagster.planning.planner import PlanRequest, plan_fragment
+from marigold_dagster.runtime.planned import PlanProgress, plan_request
+from marigold_dagster.template.loader import load_template
 from resources.llama_server import LlamaServer, require_real_model
 from resources.model_errors import ModelAnswerError
 from resources.sglang import SGLangResource

@@ -17,9 +17,9 @@ from typing import Any
 import dagster as dg
 import pytest
 
-from marigold_dagster.compiler import compile_frame
-from marigold_dagster.loader import load_template
-from marigold_dagster.run_summary import summarise_run
+from marigold_dagster.jobs.compiler import compile_frame
+from marigold_dagster.records.run_summary import summarise_run
+from marigold_dagster.template.loader import load_template
 from resources.llama_server import (
     SMOLLM2_ALIAS,
     LlamaServer,
@@ -27,7 +27,7 @@ from resources.llama_server import (
     require_real_model,
 )
 from resources.sglang import SGLangResource
-from tests.marigold_dagster.conftest import TemplateRun
+from tests.support.template_run import TemplateRun
 
 ROOT = Path(__file__).parents[2]
 CONTRACTS = ROOT / "templates" / "data" / "contracts.csv"

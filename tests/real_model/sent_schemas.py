@@ -21,11 +21,11 @@ from typing import Any
 from grammar_ops import Catalog, Composition, CompositionError, standard_catalog
 from grammar_ops.capability_schema import example_config
 from grammar_ops.model import ModelCall
-from marigold_dagster.fragment import fragment_json_schema
-from marigold_dagster.frame import Frame
-from marigold_dagster.loader import load_template
-from marigold_dagster.planning_ops import PlanProgress, planning_scope
-from marigold_dagster.template import StepKind
+from marigold_dagster.planning.fragment import fragment_json_schema
+from marigold_dagster.runtime.planned import PlanProgress, planning_scope
+from marigold_dagster.template.frame import Frame
+from marigold_dagster.template.loader import load_template
+from marigold_dagster.template.model import StepKind
 from resources.sglang import SGLangResource
 
 ROOT = Path(__file__).parents[2]
@@ -35,7 +35,7 @@ _OPENAI = SGLangResource(base_url="http://127.0.0.1:9", server="openai")
 
 
 def _test_catalog() -> Catalog:
-    from tests.marigold_dagster.conftest import TEST_CAPABILITIES
+    from tests.support.capabilities import TEST_CAPABILITIES
 
     return standard_catalog().extended(TEST_CAPABILITIES)
 

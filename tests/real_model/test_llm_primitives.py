@@ -13,8 +13,8 @@ from grammar_ops.model import ModelCall, ModelReply
 from resources.llama_server import LlamaServer
 from resources.model_errors import ModelAnswerError
 from resources.sglang import SGLangResource
-from tests.marigold_dagster.conftest import TemplateRun
 from tests.real_model.conftest import run_real_template, step_outputs, write_contracts
+from tests.support.template_run import TemplateRun
 
 pytestmark = [pytest.mark.real_model, pytest.mark.slow]
 

@@ -17,10 +17,11 @@ from dagster import DagsterInstance
 
 from grammar_ops import Kind
 from marigold_dagster.artifacts import StepValue, store_value
-from marigold_dagster.budget import BudgetStatus, BudgetUse
-from marigold_dagster.loader import load_template
-from marigold_dagster.planner import PlanRejected, plan_fragment
-from marigold_dagster.planning_ops import PlanProgress, plan_request
+from marigold_dagster.errors import PlanRejected
+from marigold_dagster.planning.budget import BudgetStatus, BudgetUse
+from marigold_dagster.planning.planner import plan_fragment
+from marigold_dagster.runtime.planned import PlanProgress, plan_request
+from marigold_dagster.template.loader import load_template
 from resources.llama_server import LlamaServer
 from resources.sglang import SGLangResource
 from tests.real_model.conftest import (

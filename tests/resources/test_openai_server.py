@@ -17,7 +17,7 @@ import jsonschema
 import pytest
 
 from grammar_ops.model import ModelCall, ModelReply
-from marigold_dagster.model_binding import model_resources
+from marigold_dagster.jobs.model_binding import model_resources
 from resources.model_errors import ModelAnswerError, ModelServerCheckError, ModelServerError
 from resources.sglang import SGLangResource
 from resources.sglang_test_server import (
