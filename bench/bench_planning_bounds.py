@@ -3,7 +3,7 @@
 Two runs, in process on a throwaway instance:
 - the flagship `contract_review` with the offline model (its default input);
 - `contract_review` with `max_phases: 3`, the planner scripted through the SGLang test server
-  (phase 1 filters and extracts, phase 2 totals per counterparty, phase 3 answers done).
+  (phase 1 filters and extracts, phase 2 counts per risk and liability, phase 3 answers done).
 
 For each phase it prints the validator's token estimate beside the tokens the planned steps
 then used, and for each run the Dagster steps started per planned step, after subtracting the
@@ -96,8 +96,8 @@ def multi_phase() -> dict[str, Any]:
             reasoning="keep the high-risk contracts and extract their liability terms",
         ),
         fragment(
-            step("exposure", "aggregate.group", ["terms"]),
-            reasoning="total the exposure per counterparty",
+            step("per_risk", "aggregate.count", ["terms"], by=["risk", "liability"]),
+            reasoning="count the reviewed contracts per risk and liability",
         ),
         fragment(done=True, reasoning="exposure totalled"),
     ]

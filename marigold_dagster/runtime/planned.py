@@ -200,6 +200,9 @@ def output_contract(frame: Frame, step: FrameStep) -> tuple[str, ...]:
         reads_it = other.step.depends_on[:1] == [step.name]
         if reads_it and other.kind.value in ("task", "batch") and other.composition:
             needed.update(dict.fromkeys(sorted(columns_read(other.composition))))
+        joins = getattr(other.step, "combine", None) == "join"
+        if joins and step.name in other.step.depends_on:  # a converge joining on its keys
+            needed.update(dict.fromkeys(getattr(other.step, "keys", [])))
     return tuple(needed)
 
 
