@@ -71,6 +71,13 @@ class Primitive(ABC):
         """Names of upstream steps whose results this primitive reads besides its input (joins)."""
         return ()
 
+    def branch_refs(self, config: BaseModel) -> tuple[tuple[tuple[str | int, ...], str], ...]:
+        """Branch names `config` may choose, each with its path inside `with:` (decide.* override).
+
+        The template loader checks them against the decision step's declared `branches:`.
+        """
+        return ()
+
     @abstractmethod
     def run(self, value: Any, config: Any, ctx: PrimitiveContext) -> Any:
         """Transform `value` (of an accepted kind) under `config`; return the produced value."""

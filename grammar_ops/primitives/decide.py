@@ -76,6 +76,15 @@ class Rules(Primitive):
     produces = Kind.DECISION
     Config = RulesConfig
 
+    def branch_refs(self, config: Any) -> tuple[tuple[tuple[str | int, ...], str], ...]:
+        refs: list[tuple[tuple[str | int, ...], str]] = [
+            (("rules", i, "then", j), branch)
+            for i, rule in enumerate(config.rules)
+            for j, branch in enumerate(rule.then)
+        ]
+        refs.extend((("else", j), branch) for j, branch in enumerate(config.else_))
+        return tuple(refs)
+
     def run(self, value: Any, config: RulesConfig, ctx: PrimitiveContext) -> Decision:
         chosen: list[str] = []
         reasons: list[str] = []
@@ -135,6 +144,12 @@ class ModelDecision(Primitive):
 
     def model_role(self, config: Any) -> str | None:
         return str(config.model)
+
+    def branch_refs(self, config: Any) -> tuple[tuple[tuple[str | int, ...], str], ...]:
+        return tuple(
+            (("branches", j if isinstance(config.branches, list) else name), name)
+            for j, name in enumerate(config.branches)
+        )
 
     def run(self, value: Any, config: ModelDecisionConfig, ctx: PrimitiveContext) -> Decision:
         names = list(config.branches)

@@ -66,6 +66,8 @@ def run(
     except (MarigoldError, TemplatesInvalid) as error:
         _fail(str(error))
         return
+    for broken in outcome.broken_templates:
+        click.echo(f"warning: not loaded, so not runnable until fixed: {broken}", err=True)
     click.echo(outcome.summary.render())
     click.echo("\nStep outputs:")
     for step, value in outcome.outputs.items():

@@ -272,6 +272,8 @@ def _analyse_step(frame: Frame, step: Step, index: int, add: AddProblem) -> Fram
             f"a decision's capability must produce a Decision (e.g. decide.rules, decide.model); "
             f"this one produces {output_kind.title}",
         )
+    if step.kind is StepKind.DECISION and composition is not None:
+        _check_branch_refs(step, index, composition, add)
     if step.kind is StepKind.BATCH:
         if input_kind not in ROW_KINDS:
             add(
@@ -317,6 +319,23 @@ def _analyse_step(frame: Frame, step: Step, index: int, add: AddProblem) -> Fram
         output_kind=output_kind,
         guard=guard,
     )
+
+
+def _check_branch_refs(step: Step, index: int, composition: Composition, add: AddProblem) -> None:
+    """Every branch a decision's rules (or model) may choose is one of its declared `branches:`."""
+    declared = list(step.branches or [])
+    for position, composed in enumerate(composition.steps):
+        prefix: FieldPath = (
+            ("steps", index, "with") if step.uses else ("steps", index, "compose", position, "with")
+        )
+        for path, branch in composed.primitive.branch_refs(composed.config):
+            if branch not in declared:
+                add(
+                    "UNKNOWN_BRANCH",
+                    (*prefix, *path),
+                    f"'{branch}' is not a branch of decision '{step.name}'."
+                    f"{_near(branch, declared)} Declared branches: {', '.join(declared)}",
+                )
 
 
 def _check_gate(step: Step, index: int, add: AddProblem) -> None:
