@@ -26,10 +26,10 @@ from dagster import build_resources
 from grammar_ops import Kind, count_tokens
 from marigold_dagster.artifacts import store_value
 from marigold_dagster.errors import PlanRejected
-from marigold_dagster.jobs.planning_ops import PlanProgress, plan_request
 from marigold_dagster.planning.budget import BudgetStatus, BudgetUse
 from marigold_dagster.planning.planner import PlannerPrompt, PlanRequest, plan_fragment
 from marigold_dagster.planning.prompt import prompt_prefix, prompt_variable, results_section
+from marigold_dagster.runtime.planned import PlanProgress, plan_request
 from marigold_dagster.template.loader import load_template
 from resources.sglang import SGLangResource
 from resources.sglang_test_server import GenerationRequest, SGLangTestServer

@@ -6,6 +6,8 @@ cannot drift apart. Tags end in `_TAG`, metadata keys in `_KEY`; op and output n
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 from dagster import AssetKey
 
 from marigold_dagster.template.frame import GATE_APPROVED, FrameStep
@@ -19,6 +21,9 @@ PARENT_RUN_TAG = "marigold/parent_run_id"
 PAUSED_AT_GATE = "marigold/paused_at_gate"
 STEP_KIND_TAG = "marigold/step_kind"
 TEMPLATE_TAG = "marigold/template"
+# Dagster's own run tag: whether a failed run is retried by the daemon (Dagster does not export
+# the name; a test checks it against Dagster's value).
+RETRY_ON_FAILURE_TAG = "dagster/retry_on_asset_or_op_failure"
 TEMPLATE_VERSION_TAG = "marigold/template_version"
 TRIGGER_TAG = "marigold/trigger"
 TRIGGER_FILE_TAG = "marigold/trigger_file"
@@ -115,6 +120,25 @@ TIMEOUT_S_KEY = "marigold/timeout_s"
 TOTAL_KEY = "marigold/total"
 VALIDATION_KEY = "marigold/validation"
 WHO_MAY_DECIDE_KEY = "marigold/who_may_decide"
+
+
+class StepStatus(StrEnum):
+    """What became of a step, a chunk or a planned step: the value of `STATUS_KEY`."""
+
+    SUCCEEDED = "succeeded"
+    PARTIAL = "partial"  # a batch: some rows were set aside as dead letters
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    NOT_RUN = "not_run"
+    RUNNING = "running"
+    STOPPED = "stopped"  # a planning step whose budget ran out
+    PAUSED = "paused"  # a gate waiting for a decision
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    TIMED_OUT = "timed_out"
+
+
 # model usage, as the grammar's usage meter records it on every model-calling step
 TOKENS_KEY = "llm.total_tokens"
 COST_KEY = "llm.cost_usd"

@@ -19,7 +19,6 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from dagster import ExecutorDefinition, JobDefinition, OpDefinition, ResourceDefinition, graph
-from dagster._core.storage.tags import RETRY_ON_ASSET_OR_OP_FAILURE_TAG
 
 from marigold_dagster.jobs.batch_ops import build_chunk_op, build_merge_op, build_split_op
 from marigold_dagster.jobs.gate_ops import build_gate_op
@@ -31,7 +30,13 @@ from marigold_dagster.jobs.planning_ops import (
     build_planning_result_op,
 )
 from marigold_dagster.jobs.step_ops import build_converge_op, build_decision_op, build_task_op
-from marigold_dagster.keys import APPROVED, PREVIOUS, TEMPLATE_TAG, TEMPLATE_VERSION_TAG
+from marigold_dagster.keys import (
+    APPROVED,
+    PREVIOUS,
+    RETRY_ON_FAILURE_TAG,
+    TEMPLATE_TAG,
+    TEMPLATE_VERSION_TAG,
+)
 from marigold_dagster.template.frame import Frame, FrameStep
 from marigold_dagster.template.model import StepKind
 
@@ -48,8 +53,7 @@ class PlanningOps:
 
 
 def planning_ops(frame: Frame, step: FrameStep) -> PlanningOps:
-    spec = step.step.planning
-    assert spec is not None
+    spec = step.planning
     phases = range(1, spec.max_phases + 1)
     depths = range(1, spec.max_depth + 1)
     return PlanningOps(
@@ -164,7 +168,7 @@ def compile_frame(
     if any(step.kind is StepKind.GATE for step in frame):
         # A paused gate ends its run as an op failure: the run-retry daemon (`run_retries` in
         # dagster.yaml) must not relaunch it to pause again. Op-level retries still apply.
-        tags[RETRY_ON_ASSET_OR_OP_FAILURE_TAG] = "false"
+        tags[RETRY_ON_FAILURE_TAG] = "false"
     return template_graph.to_job(
         resource_defs=dict(resource_defs or {}),
         tags=tags,

@@ -14,7 +14,6 @@ gate runs again, and the re-executed gate op reads the decision:
 below the gate can use it as its sentinel.
 """
 
-import time
 from collections.abc import Iterator, Mapping
 
 from dagster import (
@@ -31,73 +30,30 @@ from dagster import (
     op,
 )
 
-from grammar_ops import Kind
 from marigold_dagster import keys
 from marigold_dagster.artifacts import StepValue
 from marigold_dagster.errors import GateDecisionError
-from marigold_dagster.jobs.step_ops import materializations, op_tags
-from marigold_dagster.keys import APPROVED, DECIDED, DECISION_JOB, DECISION_OP, PAUSED_AT_GATE
-from marigold_dagster.records.gate_decisions import (
-    GatePause,
-    decide_gate,
-    find_decisions,
-    find_pause,
-    pause_metadata,
-    record_decision,
-    reexecution_chain,
+from marigold_dagster.jobs.step_ops import op_tags
+from marigold_dagster.keys import (
+    APPROVED,
+    DECIDED,
+    DECISION_JOB,
+    DECISION_OP,
+    PAUSED_AT_GATE,
 )
-from marigold_dagster.runtime.composition import step_metadata
+from marigold_dagster.records.gate_decisions import (
+    record_decision,
+)
+from marigold_dagster.runtime.gates import pass_gate
 from marigold_dagster.template.frame import Frame, FrameStep
 
 
 def build_gate_op(frame: Frame, step: FrameStep) -> OpDefinition:
     """A gate: pause the run until someone decides, then pass the input on or end the branch."""
-    spec = step.step.gate
-    assert spec is not None
     declared = list(step.step.depends_on)
 
     def compute(context: OpExecutionContext, inputs: Mapping[str, StepValue]) -> Iterator[Output]:
-        lineage = reexecution_chain(context.instance, context.run_id)
-        earlier = find_pause(context.instance, lineage[1:], step.name)
-        now = time.time()
-        pause = GatePause(
-            run_id=context.run_id,
-            template=frame.name,
-            step=step.name,
-            prompt=spec.prompt,
-            approvers=tuple(spec.approvers),
-            timeout_s=spec.timeout_s,
-            paused_at=earlier.paused_at if earlier is not None else now,
-        )
-        decisions = find_decisions(context.instance, frame.name, step.name, lineage)
-        state = decide_gate(pause, decisions, now)
-        if state.status == "pending":
-            raise _pause(context, pause)
-
-        approved = state.status == "approved"
-        metadata = step_metadata(context, step, None, None, status=state.status)
-        metadata[keys.GATE_KEY] = state.detail
-        if state.decision is not None:
-            metadata.update(
-                {
-                    keys.DECISION_KEY: state.decision.decision,
-                    keys.DECIDED_BY_KEY: state.decision.by,
-                    keys.REASON_KEY: state.decision.reason,
-                    keys.DECIDED_FOR_RUN_KEY: state.decision.run_id,
-                }
-            )
-        context.log.info(f"gate '{step.name}' {state.detail}")
-        record = {"status": state.status, "detail": state.detail}
-        yield from materializations(frame, step, metadata)
-        yield Output(StepValue(step.name, Kind.JSON, record), DECIDED, metadata=metadata)
-        if approved:
-            primary = inputs[declared[0]] if declared else None
-            passed = StepValue(
-                step=step.name,
-                kind=primary.kind if primary else Kind.NOTHING,
-                payload=primary.payload if primary else None,
-            )
-            yield Output(passed, APPROVED)
+        yield from pass_gate(context, frame, step, inputs)
 
     return OpDefinition(
         compute_fn=compute,
@@ -110,35 +66,10 @@ def build_gate_op(frame: Frame, step: FrameStep) -> OpDefinition:
     )
 
 
-def _pause(context: OpExecutionContext, pause: GatePause) -> Failure:
-    """The failure that ends the run at the gate, saying who may decide and how."""
-    metadata = pause_metadata(
-        run_id=context.run_id,
-        template=pause.template,
-        step=pause.step,
-        prompt=pause.prompt,
-        approvers=pause.approvers,
-        timeout_s=pause.timeout_s,
-        paused_at=pause.paused_at,
-    )
-    who = " or ".join(pause.approvers) if pause.approvers else "anyone"
-    deadline = f" before {metadata[keys.DECIDE_BY_KEY]}" if pause.timeout_s else ""
-    return Failure(
-        description=(
-            f"paused at gate '{pause.step}': {pause.prompt} Waiting for {who} to decide{deadline}: "
-            f"{metadata[keys.APPROVE_COMMAND_KEY]} (or `marigold reject ...`), or launch job "
-            f"'{DECISION_JOB}'; then re-execute this run from failure."
-        ),
-        metadata=metadata,
-        allow_retries=False,
-    )
-
-
 def describe_gate(step: FrameStep) -> str:
     if step.step.description:
         return step.step.description
-    spec = step.step.gate
-    assert spec is not None
+    spec = step.gate
     return f"gate: {spec.prompt}"
 
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dagster import (
+    DagsterInvalidDefinitionError,
     DagsterRun,
     DagsterRunStatus,
     DefaultScheduleStatus,
@@ -46,7 +47,6 @@ from dagster import (
     schedule,
     sensor,
 )
-from dagster._utils.schedules import is_valid_cron_string
 
 from marigold_dagster.errors import TemplateError, TemplateProblem, YamlSyntaxError
 from marigold_dagster.jobs.launch_inputs import (
@@ -268,7 +268,7 @@ def _problems(frame: Frame, frame_of: Mapping[str, Frame]) -> list[tuple[Where, 
         _all_required(frame, {watch.input, *watch.inputs}, where, "its path in `inputs`", found)
     if triggers.schedule is not None:
         scheduled, where = triggers.schedule, ("triggers", "schedule")
-        if not is_valid_cron_string(scheduled.cron):
+        if not _valid_cron(scheduled.cron):
             found.append(
                 (
                     (*where, "cron"),
@@ -393,3 +393,12 @@ def _located(path: Path, problems: list[tuple[Where, str, str]]) -> list[Templat
 
 def _field(where: Where) -> str:
     return ".".join(str(part) for part in where)
+
+
+def _valid_cron(cron: str) -> bool:
+    """Whether Dagster accepts `cron` as a schedule (it checks when a schedule is defined)."""
+    try:
+        ScheduleDefinition(name="cron_check", cron_schedule=cron, job_name="cron_check")
+    except DagsterInvalidDefinitionError:
+        return False
+    return True

@@ -31,7 +31,6 @@ from dagster import (
     DagsterRunStatus,
     MetadataValue,
 )
-from dagster._core.events import EngineEventData
 
 from marigold_dagster import keys
 from marigold_dagster.errors import GateDecisionError, GateTimedOut
@@ -42,6 +41,7 @@ from marigold_dagster.keys import (
     gate_asset_key,
     gate_partitions_name,
 )
+from marigold_dagster.records.dagster_private import engine_event_data
 from marigold_dagster.records.metadata import metadata_float, metadata_str, metadata_strs
 
 DECISIONS = ("approve", "reject")
@@ -346,8 +346,8 @@ def _note_in_run(instance: DagsterInstance, run: DagsterRun, decision: GateDecis
     instance.report_engine_event(
         f"Gate '{decision.step}' {decision.describe()}; re-execute from failure to resume",
         run,
-        EngineEventData(
-            metadata={
+        engine_event_data(
+            {
                 keys.GATE_KEY: decision.step,
                 keys.DECISION_KEY: decision.decision,
                 keys.BY_KEY: decision.by,

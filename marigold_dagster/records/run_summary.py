@@ -8,14 +8,14 @@ did not run are explained: a branch its decision did not choose, or an upstream 
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from dagster import DagsterEventType, DagsterInstance, EventLogEntry, MetadataValue
-from dagster._core.events import EngineEventData
 
 from marigold_dagster import keys
-from marigold_dagster.keys import PAUSED_AT_GATE, merge_name, split_name
+from marigold_dagster.keys import PAUSED_AT_GATE, StepStatus, merge_name, split_name
+from marigold_dagster.records.dagster_private import engine_event_data
 from marigold_dagster.records.gate_decisions import reexecution_chain
 from marigold_dagster.template.frame import Frame, FrameStep
 from marigold_dagster.template.model import StepKind
@@ -27,8 +27,7 @@ class StepSummary:
 
     name: str
     kind: str
-    status: str  # succeeded | partial | failed | skipped | not_run | running
-    #             a gate: paused | approved | rejected | timed_out
+    status: StepStatus
     attempts: int = 0
     started_at: float | None = None
     ended_at: float | None = None
@@ -52,7 +51,7 @@ class RunSummary:
     def step(self, name: str) -> StepSummary:
         return next(step for step in self.steps if step.name == name)
 
-    def names(self, status: str) -> list[str]:
+    def names(self, status: StepStatus) -> list[str]:
         return [step.name for step in self.steps if step.status == status]
 
     def render(self) -> str:
@@ -101,8 +100,8 @@ def record_run_summary(instance: DagsterInstance, summary: RunSummary) -> None:
     instance.report_engine_event(
         f"{SUMMARY_MESSAGE}: {counts}",
         run,
-        EngineEventData(
-            metadata={
+        engine_event_data(
+            {
                 keys.SUMMARY_KEY: MetadataValue.md(summary.markdown()),
                 **{keys.step_count_key(status): n for status, n in summary.counts().items()},
             }
@@ -115,7 +114,7 @@ class _KeyEvents:
     starts: int = 0
     started_at: float | None = None
     ended_at: float | None = None
-    status: str | None = None
+    status: StepStatus | None = None
     failure: str = ""
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -141,7 +140,7 @@ def summarise_run(instance: DagsterInstance, run_id: str, frame: Frame) -> RunSu
     for step in frame:
         summary = _summarise_step(step, by_key)
         statuses[step.name] = summary
-        if step.kind is StepKind.DECISION and summary.status == "succeeded":
+        if step.kind is StepKind.DECISION and summary.status == StepStatus.SUCCEEDED:
             chosen = by_key[step.name].outputs.get("decided", {}).get(keys.CHOSEN_KEY, [])
             decided[step.name] = list(chosen) if isinstance(chosen, list) else []
 
@@ -149,7 +148,9 @@ def summarise_run(instance: DagsterInstance, run_id: str, frame: Frame) -> RunSu
     steps = []
     for step in frame:
         summary = statuses[step.name]
-        if summary.status in ("skipped", "not_run") or (finished and summary.status == "running"):
+        if summary.status in (StepStatus.SKIPPED, StepStatus.NOT_RUN) or (
+            finished and summary.status == StepStatus.RUNNING
+        ):
             summary = _explain_absence(frame, step, statuses, decided, summary)
         steps.append(summary)
     return RunSummary(run_id, frame.name, run.status.value, tuple(steps))
@@ -164,22 +165,22 @@ def _record(by_key: dict[str, _KeyEvents], entry: EventLogEntry) -> None:
     if kind is DagsterEventType.STEP_START:
         key.starts += 1
         key.started_at = key.started_at or entry.timestamp
-        key.status = key.status or "running"
+        key.status = key.status or StepStatus.RUNNING
     elif kind is DagsterEventType.STEP_RESTARTED:
         key.starts += 1  # a retry restarts the step without a second STEP_START
     elif kind is DagsterEventType.STEP_SUCCESS:
-        key.status, key.ended_at = "succeeded", entry.timestamp
+        key.status, key.ended_at = StepStatus.SUCCEEDED, entry.timestamp
     elif kind is DagsterEventType.STEP_FAILURE:
-        key.status, key.ended_at = "failed", entry.timestamp
+        key.status, key.ended_at = StepStatus.FAILED, entry.timestamp
         error = event.step_failure_data.error if event.step_failure_data else None
         user = event.step_failure_data.user_failure_data if event.step_failure_data else None
         key.failure = (user.description if user and user.description else None) or (
             error.message.strip().splitlines()[-1] if error else "failed"
         )
         if user is not None and PAUSED_AT_GATE in user.metadata:
-            key.status = "paused"  # a gate ended the run to wait for a decision
+            key.status = StepStatus.PAUSED  # a gate ended the run to wait for a decision
     elif kind is DagsterEventType.STEP_SKIPPED:
-        key.status = "skipped"
+        key.status = StepStatus.SKIPPED
     elif kind is DagsterEventType.STEP_OUTPUT:
         data = event.step_output_data
         key.outputs[data.output_name] = {k: v.value for k, v in data.metadata.items()}
@@ -190,15 +191,15 @@ def _summarise_step(step: FrameStep, by_key: dict[str, _KeyEvents]) -> StepSumma
         return _summarise_batch(step, by_key)
     events = by_key.get(step.name)
     if events is None or events.status is None:
-        return StepSummary(step.name, step.kind.value, "not_run")
+        return StepSummary(step.name, step.kind.value, StepStatus.NOT_RUN)
     output = next(iter(events.outputs.values()), {}) if events.outputs else {}
     if step.kind in (StepKind.DECISION, StepKind.GATE):
         output = events.outputs.get("decided", output)
-    failed = events.status in ("failed", "paused")
+    failed = events.status in (StepStatus.FAILED, StepStatus.PAUSED)
     detail = events.failure if failed else _detail(step, output)
     status = (
-        str(output.get(keys.STATUS_KEY, events.status))
-        if events.status == "succeeded"
+        StepStatus(output.get(keys.STATUS_KEY, events.status))
+        if events.status == StepStatus.SUCCEEDED
         else events.status
     )
     return StepSummary(
@@ -218,16 +219,16 @@ def _summarise_batch(step: FrameStep, by_key: dict[str, _KeyEvents]) -> StepSumm
     merge = by_key.get(merge_name(step.name))
     chunks = {k: v for k, v in by_key.items() if k.startswith(f"{step.name}[")}
     if split is None or split.status is None:
-        return StepSummary(step.name, step.kind.value, "not_run")
+        return StepSummary(step.name, step.kind.value, StepStatus.NOT_RUN)
     # Most tries any one piece (split, a chunk, merge) needed: 1 when nothing was retried.
     attempts = max(e.starts for e in (split, merge, *chunks.values()) if e is not None)
     ended = [e.ended_at for e in (split, merge, *chunks.values()) if e and e.ended_at]
-    failed = [k for k, v in chunks.items() if v.status == "failed"]
-    if split.status == "failed":
+    failed = [k for k, v in chunks.items() if v.status == StepStatus.FAILED]
+    if split.status == StepStatus.FAILED:
         return StepSummary(
             step.name,
             "batch",
-            "failed",
+            StepStatus.FAILED,
             attempts,
             split.started_at,
             split.ended_at,
@@ -238,14 +239,14 @@ def _summarise_batch(step: FrameStep, by_key: dict[str, _KeyEvents]) -> StepSumm
         return StepSummary(
             step.name,
             "batch",
-            "failed",
+            StepStatus.FAILED,
             attempts,
             split.started_at,
             max(ended, default=None),
             detail=f"{len(failed)} of {len(chunks)} chunks failed: {first}",
         )
-    if merge is None or merge.status != "succeeded":
-        status = merge.status if merge and merge.status else "running"
+    if merge is None or merge.status != StepStatus.SUCCEEDED:
+        status = merge.status if merge and merge.status else StepStatus.RUNNING
         return StepSummary(step.name, "batch", status, attempts, split.started_at)
     output = merge.outputs.get("result", {})
     detail = (
@@ -259,7 +260,7 @@ def _summarise_batch(step: FrameStep, by_key: dict[str, _KeyEvents]) -> StepSumm
     return StepSummary(
         step.name,
         "batch",
-        str(output.get(keys.STATUS_KEY, "succeeded")),
+        StepStatus(output.get(keys.STATUS_KEY, StepStatus.SUCCEEDED)),
         attempts,
         split.started_at,
         merge.ended_at,
@@ -295,41 +296,32 @@ def _explain_absence(
     for gate, _ in sorted(step.guard):
         state = statuses[gate]
         if state.kind == StepKind.GATE.value and state.status in ("rejected", "timed_out"):
-            return _with(summary, "skipped", f"gate '{gate}' {state.detail}")
-        if state.kind == StepKind.GATE.value and state.status == "paused":
-            return _with(summary, "not_run", f"waiting at gate '{gate}'")
+            return _with(summary, StepStatus.SKIPPED, f"gate '{gate}' {state.detail}")
+        if state.kind == StepKind.GATE.value and state.status == StepStatus.PAUSED:
+            return _with(summary, StepStatus.NOT_RUN, f"waiting at gate '{gate}'")
     for decision, branch in sorted(step.guard):
         if decision in decided and branch not in decided[decision]:
             chose = ", ".join(decided[decision]) or "none"
             return _with(
                 summary,
-                "skipped",
+                StepStatus.SKIPPED,
                 f"branch '{branch}' not chosen by decision '{decision}' (chose: {chose})",
             )
     for upstream in step.step.depends_on:
         upstream_status = statuses[upstream].status
-        if upstream_status == "failed":
-            return _with(summary, "not_run", f"upstream '{upstream}' failed")
-        if upstream_status in ("skipped", "not_run"):
+        if upstream_status == StepStatus.FAILED:
+            return _with(summary, StepStatus.NOT_RUN, f"upstream '{upstream}' failed")
+        if upstream_status in (StepStatus.SKIPPED, StepStatus.NOT_RUN):
             return _with(summary, upstream_status, f"upstream '{upstream}' did not run")
     return _with(
         summary,
-        summary.status if summary.status != "running" else "not_run",
+        summary.status if summary.status != StepStatus.RUNNING else StepStatus.NOT_RUN,
         summary.detail or "the run ended before this step",
     )
 
 
-def _with(summary: StepSummary, status: str, detail: str) -> StepSummary:
-    return StepSummary(
-        summary.name,
-        summary.kind,
-        status,
-        summary.attempts,
-        summary.started_at,
-        summary.ended_at,
-        summary.rows,
-        detail,
-    )
+def _with(summary: StepSummary, status: StepStatus, detail: str) -> StepSummary:
+    return replace(summary, status=status, detail=detail)
 
 
 def _int(value: Any) -> int | None:

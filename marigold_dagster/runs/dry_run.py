@@ -19,12 +19,12 @@ from marigold_dagster.artifacts import StepValue
 from marigold_dagster.errors import MarigoldError, PlanRejected
 from marigold_dagster.jobs.definitions import build_defs
 from marigold_dagster.jobs.model_binding import model_resources
-from marigold_dagster.jobs.planning_ops import PlanProgress, plan_request
 from marigold_dagster.keys import RESULT, result_op_name
 from marigold_dagster.planning.budget import BudgetStatus, BudgetUse
 from marigold_dagster.planning.planner import PlanOutcome, plan_fragment
 from marigold_dagster.records.budget_use import budget_use
 from marigold_dagster.runs.local_run import input_run_config, template_path
+from marigold_dagster.runtime.planned import PlanProgress, plan_request
 from marigold_dagster.template.frame import Frame, FrameStep
 from marigold_dagster.template.loader import load_template
 from marigold_dagster.template.model import StepKind
@@ -115,8 +115,7 @@ def dry_run_planning(
         status = BudgetStatus(frame.template.budget, used)
         primary = step.step.depends_on[0] if step.step.depends_on else None
         request = plan_request(frame, step, PlanProgress(upstream, primary), status, phase=1)
-        assert step.step.planning is not None
-        key = frame.template.models[step.step.planning.model]
+        key = frame.template.models[step.planning.model]
         with build_resources(model_resources([key])) as resources:
             try:
                 outcome = plan_fragment(getattr(resources, key), request)

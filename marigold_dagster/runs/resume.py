@@ -30,10 +30,9 @@ from dagster import (
     build_reconstructable_job,
     execute_job,
 )
-from dagster._core.definitions.reconstruct import ReconstructableJob
-from dagster._core.execution.plan.state import KnownExecutionState
 
 from marigold_dagster.errors import MarigoldError
+from marigold_dagster.records.dagster_private import from_failure_step_keys
 
 IN_PROCESS: dict[str, Any] = {"config": {"in_process": {}}}
 
@@ -82,8 +81,12 @@ def definitions_job(definitions_file: str, job_name: str) -> JobDefinition:
     return load_definitions(definitions_file).resolve_job_def(job_name)
 
 
-def reconstructable_job(definitions_file: str | Path, job_name: str) -> ReconstructableJob:
-    """A pointer Dagster can rebuild job `job_name` from, in this process or another."""
+def reconstructable_job(definitions_file: str | Path, job_name: str):
+    """A pointer Dagster can rebuild job `job_name` from, in this process or another.
+
+    A `ReconstructableJob`, as `build_reconstructable_job` returns it (Dagster does not export
+    the type).
+    """
     args = (str(Path(definitions_file).resolve()), job_name)
     return build_reconstructable_job(
         __name__,
@@ -102,10 +105,7 @@ def steps_left(instance: DagsterInstance, run_id: str) -> list[str]:
     run = instance.get_run_by_id(run_id)
     if run is None:
         raise MarigoldError(f"no run {run_id} in this Dagster instance")
-    step_keys, _ = KnownExecutionState.build_resume_retry_reexecution(
-        instance=instance, parent_run=run
-    )
-    return list(step_keys)
+    return from_failure_step_keys(instance, run)
 
 
 def resume_run(

@@ -21,7 +21,7 @@ from dagster import MetadataValue, OpExecutionContext
 from grammar_ops import Composition, PrimitiveContext, PrimitiveMetric, StepTimeout, UsageMeter
 from marigold_dagster import keys
 from marigold_dagster.artifacts import StepValue, artifacts_dir
-from marigold_dagster.keys import STEP_COUNT_KEY
+from marigold_dagster.keys import STEP_COUNT_KEY, StepStatus
 from marigold_dagster.template.frame import Frame, FrameStep
 
 PREVIEW_ROWS = 5
@@ -111,7 +111,7 @@ def step_metadata(
     run: StepRun | None,
     result: Any,
     *,
-    status: str = "succeeded",
+    status: StepStatus = StepStatus.SUCCEEDED,
     counts_as_step: bool = True,
 ) -> dict[str, Any]:
     """The audit metadata every step records.
@@ -121,7 +121,7 @@ def step_metadata(
     and the first rows in `preview`, a click away in the Dagster UI.
     """
     metadata: dict[str, Any] = {
-        keys.STATUS_KEY: status,
+        keys.STATUS_KEY: status.value,  # Dagster serialises plain strings, not enums
         keys.CREATED_BY_KEY: "template",
         keys.ATTEMPT_KEY: context.retry_number + 1,
     }

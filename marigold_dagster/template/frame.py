@@ -14,13 +14,26 @@ import difflib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from grammar_ops import Catalog, Composition, CompositionError, Kind
 from marigold_dagster.errors import TemplateProblem
 from marigold_dagster.graphs import ancestors, dependency_order, find_cycle
-from marigold_dagster.template.model import Step, StepKind, Template
+from marigold_dagster.template.model import (
+    BatchSpec,
+    BatchStep,
+    CapabilityStep,
+    DecisionStep,
+    GateSpec,
+    GateStep,
+    PlanningSpec,
+    PlanningStep,
+    Step,
+    StepKind,
+    Template,
+)
 
 Guard = frozenset[tuple[str, str]]
 FieldPath = tuple[str | int, ...]
@@ -59,6 +72,33 @@ class FrameStep:
         return self.step.name
 
     @property
+    def capability(self) -> Composition:
+        """The composition a capability-running step runs (a converge that only joins has none)."""
+        if self.composition is None:
+            raise TypeError(f"step '{self.name}' runs no capability")
+        return self.composition
+
+    @property
+    def branches(self) -> list[str]:
+        """A decision's branches; no other kind has any."""
+        return list(self.step.branches) if isinstance(self.step, DecisionStep) else []
+
+    @property
+    def batch(self) -> BatchSpec:
+        """A batch step's `batch:` section."""
+        return _of_kind(self.step, BatchStep).batch
+
+    @property
+    def planning(self) -> PlanningSpec:
+        """A planning step's `planning:` section."""
+        return _of_kind(self.step, PlanningStep).planning
+
+    @property
+    def gate(self) -> GateSpec:
+        """A gate step's `gate:` section."""
+        return _of_kind(self.step, GateStep).gate
+
+    @property
     def kind(self) -> StepKind:
         return self.step.kind
 
@@ -95,12 +135,23 @@ class Frame:
         """What must hold for `upstream`'s value to reach `downstream`."""
         source = self.steps[upstream]
         guard = source.guard
-        branches = source.step.branches or []
+        branches = source.branches
         if source.kind is StepKind.DECISION and downstream in branches:
             guard = guard | {(upstream, downstream)}
         if source.kind is StepKind.GATE:
             guard = guard | {(upstream, GATE_APPROVED)}
         return guard
+
+
+StepOfKind = TypeVar("StepOfKind", bound=BaseModel)
+
+
+def _of_kind(step: Step, kind: type[StepOfKind]) -> StepOfKind:
+    if not isinstance(step, kind):
+        raise TypeError(
+            f"step '{step.name}' is a `kind: {step.kind.value}` step, not {kind.__name__}"
+        )
+    return step
 
 
 def _render_path(path: tuple[str | int, ...]) -> str:
@@ -204,7 +255,8 @@ def _check_edges(template: Template, index_of: dict[str, int], add: AddProblem) 
                 ("steps", index, "depends_on"),
                 "a converge step joins upstream steps: list them in depends_on",
             )
-        for position, branch in enumerate(step.branches or []):
+        branches = step.branches if isinstance(step, DecisionStep) else []
+        for position, branch in enumerate(branches):
             where = ("steps", index, "branches", position)
             if branch not in steps:
                 add(
@@ -220,7 +272,7 @@ def _check_edges(template: Template, index_of: dict[str, int], add: AddProblem) 
                     f"branch '{branch}' must list '{step.name}' in its depends_on, "
                     "since it runs only when the decision chooses it",
                 )
-            if (step.branches or []).index(branch) != position:
+            if branches.index(branch) != position:
                 add("DUPLICATE_BRANCH", where, f"branch '{branch}' is listed twice")
 
 
@@ -257,14 +309,15 @@ def _analyse_step(frame: Frame, step: Step, index: int, add: AddProblem) -> Fram
         input_kind = _edge_kind(frame, step.depends_on[0]) if upstream else Kind.NOTHING
 
     composition = None
-    if step.uses is not None or step.compose is not None:
-        composition = _resolve(frame.catalog, step, index, input_kind, add)
+    capability = step if isinstance(step, CapabilityStep) else None
+    if capability is not None and (capability.uses is not None or capability.compose is not None):
+        composition = _resolve(frame.catalog, capability, index, input_kind, add)
         if composition is None:
             return None
-        _check_references(template, step, index, composition, add)
+        _check_references(template, capability, index, composition, add)
 
     output_kind = composition.output_kind(input_kind) if composition else input_kind
-    where = ("steps", index, "uses" if step.uses else "compose")
+    where = ("steps", index, "uses" if capability is not None and capability.uses else "compose")
     if step.kind is StepKind.DECISION and output_kind is not Kind.DECISION:
         add(
             "NOT_A_DECISION",
@@ -272,7 +325,7 @@ def _analyse_step(frame: Frame, step: Step, index: int, add: AddProblem) -> Fram
             f"a decision's capability must produce a Decision (e.g. decide.rules, decide.model); "
             f"this one produces {output_kind.title}",
         )
-    if step.kind is StepKind.DECISION and composition is not None:
+    if isinstance(step, DecisionStep) and composition is not None:
         _check_branch_refs(step, index, composition, add)
     if step.kind is StepKind.BATCH:
         if input_kind not in ROW_KINDS:
@@ -321,9 +374,11 @@ def _analyse_step(frame: Frame, step: Step, index: int, add: AddProblem) -> Fram
     )
 
 
-def _check_branch_refs(step: Step, index: int, composition: Composition, add: AddProblem) -> None:
+def _check_branch_refs(
+    step: DecisionStep, index: int, composition: Composition, add: AddProblem
+) -> None:
     """Every branch a decision's rules (or model) may choose is one of its declared `branches:`."""
-    declared = list(step.branches or [])
+    declared = list(step.branches)
     for position, composed in enumerate(composition.steps):
         prefix: FieldPath = (
             ("steps", index, "with") if step.uses else ("steps", index, "compose", position, "with")
@@ -338,10 +393,9 @@ def _check_branch_refs(step: Step, index: int, composition: Composition, add: Ad
                 )
 
 
-def _check_gate(step: Step, index: int, add: AddProblem) -> None:
+def _check_gate(step: GateStep, index: int, add: AddProblem) -> None:
     """A gate waits for people: its deadline is `gate.timeout_s`, and it is never retried."""
     spec = step.gate
-    assert spec is not None
     if step.timeout_s is not None:
         add(
             "GATE_STEP_TIMEOUT",
@@ -365,10 +419,9 @@ def _check_gate(step: Step, index: int, add: AddProblem) -> None:
         seen.add(name)
 
 
-def _check_planning(frame: Frame, step: Step, index: int, add: AddProblem) -> None:
+def _check_planning(frame: Frame, step: PlanningStep, index: int, add: AddProblem) -> None:
     """What can be known of a planning step before any plan: its bounds and allowed set."""
     spec = step.planning
-    assert spec is not None
     template, catalog = frame.template, frame.catalog
     where = ("steps", index, "planning")
     for position, entry in enumerate(spec.allow):
@@ -433,7 +486,7 @@ def _edge_kind(frame: Frame, upstream: str) -> Kind:
 
 
 def _resolve(
-    catalog: Catalog, step: Step, index: int, input_kind: Kind, add: AddProblem
+    catalog: Catalog, step: CapabilityStep, index: int, input_kind: Kind, add: AddProblem
 ) -> Composition | None:
     try:
         if step.uses is not None:
@@ -460,7 +513,7 @@ def _finding_path(location: str) -> tuple[str | int, ...]:
 
 
 def _check_references(
-    template: Template, step: Step, index: int, composition: Composition, add: AddProblem
+    template: Template, step: CapabilityStep, index: int, composition: Composition, add: AddProblem
 ) -> None:
     where = ("steps", index, "uses" if step.uses else "compose")
     for role in sorted(composition.model_roles - set(template.models)):
@@ -515,4 +568,4 @@ def _choices(step: FrameStep) -> list[str]:
     """The outputs a decision (its branches) or a gate (`approved`) may leave unemitted."""
     if step.kind is StepKind.GATE:
         return [GATE_APPROVED]
-    return list(step.step.branches or [])
+    return step.branches

@@ -21,7 +21,14 @@ from marigold_dagster.errors import (
     YamlSyntaxError,
 )
 from marigold_dagster.template.frame import Frame, _render_path, analyse_frame
-from marigold_dagster.template.model import NAME_PATTERN, Template
+from marigold_dagster.template.model import (
+    NAME_PATTERN,
+    STEP_KIND_ERROR,
+    STEP_TYPES,
+    StepKind,
+    TaskStep,
+    Template,
+)
 from marigold_dagster.template.yaml_source import (
     MAX_TEMPLATE_BYTES,
     YamlSource,
@@ -161,12 +168,14 @@ def load_templates_apart(
 def _pydantic_problems(error: ValidationError, source: YamlSource) -> list[TemplateProblem]:
     problems = []
     for item in error.errors():
-        loc = tuple(item["loc"])
+        loc, kind = _step_tag_removed(tuple(item["loc"]))
+        if item["type"] == STEP_KIND_ERROR:
+            loc = (*loc, "kind")
         problems.append(
             TemplateProblem(
                 code=_CODES.get(item["type"], item["type"].upper()),
                 field=_render_path(loc),
-                message=_explain(item, loc),
+                message=_explain(item, loc, kind),
                 line=source.line_of(loc),
             )
         )
@@ -178,18 +187,28 @@ _CODES = {
     "extra_forbidden": "UNKNOWN_FIELD",
     "string_pattern_mismatch": "INVALID_NAME",
     "enum": "INVALID_CHOICE",
+    STEP_KIND_ERROR: "INVALID_CHOICE",
     "literal_error": "INVALID_CHOICE",
     "value_error": "INVALID_STEP",
     "greater_than": "NOT_POSITIVE",
 }
 
 
-def _explain(item: Any, loc: tuple[str | int, ...]) -> str:
+def _step_tag_removed(loc: tuple[str | int, ...]) -> tuple[tuple[str | int, ...], str | None]:
+    """`loc` without the step kind pydantic puts after `steps.<i>`, and that kind."""
+    if len(loc) >= 3 and loc[0] == "steps" and isinstance(loc[1], int) and loc[2] in _STEP_TYPE:
+        return (*loc[:2], *loc[3:]), str(loc[2])
+    return loc, None
+
+
+def _explain(item: Any, loc: tuple[str | int, ...], step_kind: str | None = None) -> str:
     kind, value = item["type"], item.get("input")
+    if kind == STEP_KIND_ERROR:
+        return f"{item['msg']}; got '{value.get('kind') if isinstance(value, dict) else value}'"
     if kind == "missing":
         return f"required field `{loc[-1]}` is missing"
     if kind == "extra_forbidden":
-        valid = _fields_at(loc[:-1])
+        valid = _fields_at(loc[:-1], step_kind)
         near = difflib.get_close_matches(str(loc[-1]), valid, n=1, cutoff=0.6)
         hint = f"; did you mean `{near[0]}`?" if near else ""
         return f"unknown field `{loc[-1]}`; valid fields here: {', '.join(valid)}{hint}"
@@ -207,11 +226,18 @@ def _explain(item: Any, loc: tuple[str | int, ...]) -> str:
     return str(item["msg"])
 
 
-def _fields_at(loc: tuple[str | int, ...]) -> list[str]:
-    """The field names of the model found at `loc` inside `Template` (for 'valid fields' hints)."""
+def _fields_at(loc: tuple[str | int, ...], step_kind: str | None = None) -> list[str]:
+    """The field names of the model found at `loc` inside `Template` (for 'valid fields' hints).
+
+    Under `steps.<i>`, the model is the step type of `step_kind`, its fields in the order the
+    template format documents them.
+    """
     model: type[BaseModel] = Template
-    for part in loc:
+    for position, part in enumerate(loc):
         if isinstance(part, int):
+            continue
+        if position == 0 and part == "steps":
+            model = _STEP_TYPE.get(step_kind or StepKind.TASK.value, TaskStep)
             continue
         field = model.model_fields.get(part) or next(
             (f for f in model.model_fields.values() if f.alias == part), None
@@ -222,7 +248,32 @@ def _fields_at(loc: tuple[str | int, ...]) -> list[str]:
         if inner is None:
             return []
         model = inner
-    return [field.alias or name for name, field in model.model_fields.items()]
+    names = [field.alias or name for name, field in model.model_fields.items()]
+    if model in _STEP_TYPE.values():
+        names.sort(key=lambda name: _STEP_FIELD_ORDER.index(name))
+    return names
+
+
+_STEP_TYPE: dict[str, type[BaseModel]] = {
+    kind.value: step_type for kind, step_type in zip(StepKind, STEP_TYPES, strict=True)
+}
+_STEP_FIELD_ORDER = [
+    "name",
+    "kind",
+    "description",
+    "depends_on",
+    "uses",
+    "compose",
+    "with",
+    "branches",
+    "batch",
+    "planning",
+    "gate",
+    "retry",
+    "timeout_s",
+    "pool",
+    "tags",
+]
 
 
 def _model_in(annotation: Any) -> type[BaseModel] | None:

@@ -15,9 +15,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
     PositiveFloat,
     PositiveInt,
+    Tag,
     field_validator,
     model_validator,
 )
@@ -131,62 +133,138 @@ _KIND_SECTIONS: dict[StepKind, set[str]] = {
     StepKind.GATE: {"gate"},
 }
 _SECTIONS = {"branches", "batch", "planning", "gate"}
+_TAKES_CAPABILITY = {StepKind.TASK, StepKind.DECISION, StepKind.BATCH, StepKind.CONVERGE}
 
 
-class Step(_Strict):
-    """One step of the frame."""
+class _StepBase(_Strict):
+    """What every step has, whatever its kind."""
 
     name: Name
-    kind: StepKind = StepKind.TASK
     description: str = ""
     depends_on: list[Name] = Field(default_factory=list)
-    uses: str | None = Field(None, description="A primitive, a pattern or a capability name.")
-    compose: list[dict[str, Any]] | None = Field(
-        None, description="An inline composition: [{use: primitive, with: {...}}, ...]."
-    )
-    with_: dict[str, Any] = Field(default_factory=dict, alias="with")
-    branches: list[Name] | None = None
-    batch: BatchSpec | None = None
-    planning: PlanningSpec | None = None
-    gate: GateSpec | None = None
     retry: RetrySpec | None = None
     timeout_s: PositiveFloat | None = None
     pool: str | None = Field(None, description="A Dagster concurrency pool.")
     tags: dict[str, str] = Field(default_factory=dict)
 
-    @model_validator(mode="after")
-    def _sections_match_kind(self) -> Step:
-        allowed = _KIND_SECTIONS[self.kind]
+    @model_validator(mode="before")
+    @classmethod
+    def _sections_match_kind(cls, data: Any) -> Any:
+        """Say which kind a misplaced or missing section belongs to, before field checks."""
+        if not isinstance(data, dict):
+            return data
+        kind = StepKind(data.get("kind") or StepKind.TASK)
+        allowed = _KIND_SECTIONS[kind]
         for section in sorted(_SECTIONS - allowed):
-            if getattr(self, section) is not None:
+            if data.get(section) is not None:
                 owner = next(k.value for k, s in _KIND_SECTIONS.items() if section in s)
                 raise ValueError(
-                    f"`{section}` belongs to `kind: {owner}` steps, not `kind: {self.kind.value}`"
+                    f"`{section}` belongs to `kind: {owner}` steps, not `kind: {kind.value}`"
                 )
         for section in sorted(allowed):
-            if getattr(self, section) is None:
-                raise ValueError(f"a `kind: {self.kind.value}` step needs a `{section}:` section")
-        if self.kind is StepKind.DECISION and not self.branches:
+            if data.get(section) is None:
+                raise ValueError(f"a `kind: {kind.value}` step needs a `{section}:` section")
+        if kind is StepKind.DECISION and not data.get("branches"):
             raise ValueError("a decision needs at least one branch in `branches:`")
-        takes_capability = self.kind in (
-            StepKind.TASK,
-            StepKind.DECISION,
-            StepKind.BATCH,
-            StepKind.CONVERGE,
-        )
-        if takes_capability:
-            if self.uses is not None and self.compose is not None:
+        uses, compose = data.get("uses"), data.get("compose")
+        if kind in _TAKES_CAPABILITY:
+            if uses is not None and compose is not None:
                 raise ValueError("give either `uses:` or `compose:`, not both")
-            if self.uses is None and self.compose is None and self.kind is not StepKind.CONVERGE:
+            if uses is None and compose is None and kind is not StepKind.CONVERGE:
                 raise ValueError(
-                    f"a `kind: {self.kind.value}` step needs `uses:` (a capability) "
+                    f"a `kind: {kind.value}` step needs `uses:` (a capability) "
                     "or `compose:` (an inline composition)"
                 )
-        elif self.uses is not None or self.compose is not None:
-            raise ValueError(f"a `kind: {self.kind.value}` step takes no `uses:` or `compose:`")
-        if self.with_ and self.uses is None:
+        elif uses is not None or compose is not None:
+            raise ValueError(f"a `kind: {kind.value}` step takes no `uses:` or `compose:`")
+        if (data.get("with") or data.get("with_")) and uses is None:
             raise ValueError("`with:` configures the capability named in `uses:`; there is none")
-        return self
+        return data
+
+
+class CapabilityStep(_StepBase):
+    """A step that runs a capability: a primitive, a pattern, a capability or an inline list."""
+
+    uses: str | None = Field(None, description="A primitive, a pattern or a capability name.")
+    compose: list[dict[str, Any]] | None = Field(
+        None, description="An inline composition: [{use: primitive, with: {...}}, ...]."
+    )
+    with_: dict[str, Any] = Field(default_factory=dict, alias="with")
+
+
+class TaskStep(CapabilityStep):
+    """The default kind: run a capability on the upstream results."""
+
+    kind: Literal[StepKind.TASK] = StepKind.TASK
+
+
+class DecisionStep(CapabilityStep):
+    """Returns a subset of `branches`; steps on the branches not chosen are skipped."""
+
+    kind: Literal[StepKind.DECISION]
+    branches: list[Name] = Field(min_length=1)
+
+
+class ConvergeStep(CapabilityStep):
+    """Waits for whichever of its upstream steps ran, then runs (a capability, or joins)."""
+
+    kind: Literal[StepKind.CONVERGE]
+
+
+class BatchStep(CapabilityStep):
+    """Cursor-based fan-out over rows: the capability runs once per chunk."""
+
+    kind: Literal[StepKind.BATCH]
+    batch: BatchSpec
+
+
+class PlanningStep(_StepBase):
+    """A segment the planner model fills in at run time, within `planning:` bounds."""
+
+    kind: Literal[StepKind.PLANNING]
+    planning: PlanningSpec
+
+
+class GateStep(_StepBase):
+    """A human approval point: the run pauses until someone decides."""
+
+    kind: Literal[StepKind.GATE]
+    gate: GateSpec
+
+
+def _step_kind(data: Any) -> str | None:
+    if isinstance(data, dict):
+        kind = data.get("kind", StepKind.TASK.value)
+        return kind.value if isinstance(kind, StepKind) else kind
+    return getattr(data, "kind", None)
+
+
+STEP_KIND_ERROR = "step_kind"
+
+Step = Annotated[
+    Annotated[TaskStep, Tag(StepKind.TASK.value)]
+    | Annotated[DecisionStep, Tag(StepKind.DECISION.value)]
+    | Annotated[ConvergeStep, Tag(StepKind.CONVERGE.value)]
+    | Annotated[BatchStep, Tag(StepKind.BATCH.value)]
+    | Annotated[PlanningStep, Tag(StepKind.PLANNING.value)]
+    | Annotated[GateStep, Tag(StepKind.GATE.value)],
+    Discriminator(
+        _step_kind,
+        custom_error_type=STEP_KIND_ERROR,
+        custom_error_message="Input should be "
+        + ", ".join(f"'{kind.value}'" for kind in list(StepKind)[:-1])
+        + f" or '{list(StepKind)[-1].value}'",
+    ),
+]
+"""One step of the frame: its `kind` picks the type, and each type holds its own section."""
+STEP_TYPES: tuple[type[_StepBase], ...] = (
+    TaskStep,
+    DecisionStep,
+    ConvergeStep,
+    BatchStep,
+    PlanningStep,
+    GateStep,
+)
 
 
 class WatchTrigger(_Strict):

@@ -21,10 +21,10 @@ from hypothesis import strategies as st
 from marigold_dagster.artifacts import StepValue
 from marigold_dagster.errors import PlanRejected
 from marigold_dagster.jobs.compiler import compile_frame
-from marigold_dagster.jobs.planning_ops import PlanProgress, plan_request
 from marigold_dagster.planning.budget import BudgetStatus, BudgetUse
 from marigold_dagster.planning.planner import plan_fragment
 from marigold_dagster.planning.validation import validate_fragment
+from marigold_dagster.runtime.planned import PlanProgress, plan_request
 from marigold_dagster.template.loader import load_template
 from resources.sglang import SGLangResource
 from resources.sglang_test_server import GenerationRequest, SGLangTestServer, default_responder

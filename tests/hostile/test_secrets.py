@@ -14,8 +14,8 @@ from typing import Any
 
 import dagster as dg
 import pytest
+from dagster import serialize_value
 from dagster._core.storage.local_compute_log_manager import LocalComputeLogManager
-from dagster._serdes import serialize_value
 
 from marigold_dagster.jobs.compiler import compile_frame
 from marigold_dagster.template.loader import load_template

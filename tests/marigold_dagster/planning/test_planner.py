@@ -13,9 +13,9 @@ from dagster import build_resources
 
 from grammar_ops import Kind
 from marigold_dagster.artifacts import StepValue, store_value
-from marigold_dagster.jobs.planning_ops import PlanProgress, plan_request
 from marigold_dagster.planning.budget import BudgetStatus, BudgetUse
 from marigold_dagster.planning.planner import PlanRequest, plan_fragment
+from marigold_dagster.runtime.planned import PlanProgress, plan_request
 from marigold_dagster.template.loader import load_template
 from resources.sglang import SGLangResource
 from resources.sglang_test_server import FaultPlan, GenerationRequest, SGLangTestServer

@@ -10,7 +10,6 @@ import pytest
 
 from grammar_ops import Kind
 from marigold_dagster.artifacts import StepValue, store_value
-from marigold_dagster.jobs.planning_ops import PlanProgress, plan_request
 from marigold_dagster.planning.budget import BudgetStatus, BudgetUse
 from marigold_dagster.planning.prompt import (
     DIGEST_BYTES,
@@ -21,6 +20,7 @@ from marigold_dagster.planning.prompt import (
     prompt_variable,
     results_section,
 )
+from marigold_dagster.runtime.planned import PlanProgress, plan_request
 from marigold_dagster.template.loader import load_template
 
 ROOT = Path(__file__).parents[3]

@@ -1,0 +1,32 @@
+"""The private Dagster APIs the platform cannot do without, in one place.
+
+- `KnownExecutionState.build_resume_retry_reexecution`: the steps re-execution from failure
+  would run for a run (what the UI's "from failure" button computes); no public API says so.
+- `EngineEventData`: the metadata of an engine event in a run's log; the public
+  `DagsterInstance.report_engine_event` takes this private type.
+
+`tests/marigold_dagster/records/test_dagster_private.py` checks both against the installed
+Dagster, so an upgrade that changes them fails there, by name, rather than in a run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from dagster import DagsterInstance, DagsterRun
+from dagster._core.events import EngineEventData
+from dagster._core.execution.plan.state import KnownExecutionState
+
+
+def engine_event_data(metadata: Mapping[str, Any]) -> EngineEventData:
+    """Engine-event data carrying `metadata`, for `DagsterInstance.report_engine_event`."""
+    return EngineEventData(metadata=dict(metadata))
+
+
+def from_failure_step_keys(instance: DagsterInstance, run: DagsterRun) -> list[str]:
+    """The step keys re-execution of `run` from failure would run, by Dagster's own reckoning."""
+    step_keys, _ = KnownExecutionState.build_resume_retry_reexecution(
+        instance=instance, parent_run=run
+    )
+    return list(step_keys)

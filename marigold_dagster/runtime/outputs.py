@@ -1,0 +1,92 @@
+"""What every op body shares: materializations, failures, retries, artifacts and inputs.
+
+The asset materialization a step records, the `Failure` for an error retrying cannot fix, the
+retry policy a step runs under, the run-scoped folder tables are written to, and the template
+input paths a step was launched with (checked to exist).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from dagster import (
+    AssetMaterialization,
+    Failure,
+    OpExecutionContext,
+    RetryPolicy,
+)
+from dagster import Backoff as DagsterBackoff
+from dagster import Jitter as DagsterJitter
+
+from marigold_dagster import keys
+from marigold_dagster.artifacts import artifacts_dir
+from marigold_dagster.keys import STEP_COUNT_KEY, step_asset_key
+from marigold_dagster.template.frame import Frame, FrameStep
+from marigold_dagster.template.model import RetrySpec
+
+
+def materializations(frame: Frame, step: FrameStep, metadata: Mapping[str, Any]) -> list[Any]:
+    """The step's asset materialization, when the template records one for this step.
+
+    Each is one more event on the instance (a quarter more per step on SQLite), so by default
+    only results are recorded: steps no other step consumes.
+    """
+    if frame.template.materialize != "every_step" and frame.consumers(step.name):
+        return []
+    return [
+        AssetMaterialization(
+            asset_key=step_asset_key(frame.name, step.name),
+            metadata={k: v for k, v in metadata.items() if k != STEP_COUNT_KEY},
+        )
+    ]
+
+
+def template_inputs(context: OpExecutionContext, frame: Frame, step: FrameStep) -> dict[str, str]:
+    """The launch-supplied input paths of a step, checked to exist before anything runs."""
+    supplied: Mapping[str, str] = context.op_config or {}
+    checked = {}
+    for name, path in supplied.items():
+        kind = frame.template.inputs[name].kind
+        resolved = os.path.abspath(path)
+        exists = os.path.isdir(resolved) if kind == "documents" else os.path.isfile(resolved)
+        if not exists:
+            what = "a folder" if kind == "documents" else "a file"
+            raise Failure(
+                f"input '{name}' of template '{frame.name}' must be {what}, but {resolved} "
+                "does not exist; pass an existing path in the run config under "
+                f"ops.{step.name}.config.{name}",
+                allow_retries=False,
+            )
+        checked[name] = resolved
+    return checked
+
+
+def step_failure(step: FrameStep, error: Exception) -> Failure:
+    """A Failure for an error retrying cannot fix (bad data, bad config, bad model output)."""
+    return Failure(
+        description=f"step '{step.name}' failed: {error}",
+        metadata={keys.ERROR_TYPE_KEY: type(error).__name__},
+        allow_retries=False,
+    )
+
+
+def run_artifacts_dir(context: OpExecutionContext) -> Path:
+    """The run-scoped folder a step writes its tables to."""
+    return artifacts_dir(context.instance.storage_directory(), context.run_id)
+
+
+def retry_policy(spec: RetrySpec | None) -> RetryPolicy | None:
+    """The Dagster RetryPolicy for a template `retry:` block (None: no retries)."""
+    if spec is None or spec.max_attempts <= 1:
+        return None
+    backoff = {"exponential": DagsterBackoff.EXPONENTIAL, "linear": DagsterBackoff.LINEAR}
+    jitter = {"full": DagsterJitter.FULL, "plus_minus": DagsterJitter.PLUS_MINUS}
+    return RetryPolicy(
+        max_retries=spec.max_attempts - 1,
+        delay=spec.delay_s or None,
+        backoff=backoff.get(spec.backoff),
+        jitter=jitter.get(spec.jitter),
+    )

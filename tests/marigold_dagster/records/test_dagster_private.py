@@ -1,0 +1,67 @@
+"""The private Dagster APIs the platform uses still look the way it uses them.
+
+If a Dagster upgrade moves or changes one, these fail first, naming what to adapt in
+`marigold_dagster.records.dagster_private` (and in `keys.RETRY_ON_FAILURE_TAG`).
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import dagster
+from dagster import DagsterInstance, MetadataValue, job, op
+
+from marigold_dagster.keys import RETRY_ON_FAILURE_TAG
+from marigold_dagster.records import dagster_private
+
+PINNED = "1.13.27"
+
+
+def test_dagster_is_the_pinned_version():
+    assert dagster.__version__ == PINNED, (
+        f"Dagster {dagster.__version__} is installed, {PINNED} is what "
+        "marigold_dagster.records.dagster_private was checked against: rerun these tests and "
+        "adapt that module before moving the pin"
+    )
+
+
+def test_resume_retry_reexecution_takes_instance_and_parent_run():
+    from dagster._core.execution.plan.state import KnownExecutionState
+
+    parameters = inspect.signature(KnownExecutionState.build_resume_retry_reexecution).parameters
+    assert list(parameters) == ["instance", "parent_run"]
+
+
+def test_engine_event_data_takes_metadata():
+    from dagster._core.events import EngineEventData
+
+    assert "metadata" in inspect.signature(EngineEventData).parameters
+    data = dagster_private.engine_event_data({"note": MetadataValue.text("x")})
+    assert isinstance(data, EngineEventData)
+    assert data.metadata["note"] == MetadataValue.text("x")
+
+
+def test_retry_tag_is_dagsters_own():
+    from dagster._core.storage.tags import RETRY_ON_ASSET_OR_OP_FAILURE_TAG
+
+    assert RETRY_ON_FAILURE_TAG == RETRY_ON_ASSET_OR_OP_FAILURE_TAG
+
+
+def test_from_failure_step_keys_names_the_failed_step():
+    @op
+    def fine() -> int:
+        return 1
+
+    @op
+    def broken(value: int) -> int:
+        raise RuntimeError("boom")
+
+    @job
+    def two_steps() -> None:
+        broken(fine())
+
+    with DagsterInstance.ephemeral() as instance:
+        result = two_steps.execute_in_process(instance=instance, raise_on_error=False)
+        run = instance.get_run_by_id(result.run_id)
+        assert run is not None
+        assert dagster_private.from_failure_step_keys(instance, run) == ["broken"]
