@@ -18,7 +18,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from dagster import ExecutorDefinition, JobDefinition, OpDefinition, ResourceDefinition, graph
+from dagster import (
+    ExecutorDefinition,
+    In,
+    JobDefinition,
+    OpDefinition,
+    Out,
+    ResourceDefinition,
+    graph,
+)
 
 from marigold_dagster.jobs.batch_ops import build_chunk_op, build_merge_op, build_split_op
 from marigold_dagster.jobs.gate_ops import build_gate_op
@@ -37,6 +45,7 @@ from marigold_dagster.keys import (
     TEMPLATE_TAG,
     TEMPLATE_VERSION_TAG,
 )
+from marigold_dagster.records.correlation import trace_run
 from marigold_dagster.template.frame import Frame, FrameStep
 from marigold_dagster.template.model import StepKind
 
@@ -94,7 +103,18 @@ def _scoped(template: str, built: Any) -> Any:
     config under `ops:`) as the author wrote them.
     """
     if isinstance(built, OpDefinition):
-        return built.with_replaced_properties(name=f"{template}__{built.name}").alias(built.name)
+        return OpDefinition(
+            name=f"{template}__{built.name}",
+            ins={d.name: In.from_definition(d) for d in built.input_defs},
+            outs={d.name: Out.from_definition(d) for d in built.output_defs},
+            compute_fn=_traced(built.compute_fn),
+            config_schema=built.config_schema,
+            description=built.description,
+            tags=built.tags,
+            required_resource_keys=built.required_resource_keys,
+            retry_policy=built.retry_policy,
+            pool=built.pool,
+        ).alias(built.name)
     if isinstance(built, (list, tuple)):
         return type(built)(_scoped(template, item) for item in built)
     if isinstance(built, PlanningOps):
@@ -102,6 +122,18 @@ def _scoped(template: str, built: Any) -> Any:
             **{f.name: _scoped(template, getattr(built, f.name)) for f in fields(built)}
         )
     raise TypeError(f"cannot scope {built!r}")
+
+
+def _traced(compute: Any) -> Any:
+    """`compute` preceded by `trace_run`: whichever op runs first tags the run with its task,
+    however the run was launched (Launchpad, GraphQL, CLI, schedule, sensor, re-execution)."""
+
+    # Unannotated: Dagster reads the `context` annotation, and this module's are strings.
+    def compute_traced(context, inputs):  # type: ignore[no-untyped-def]
+        trace_run(context.instance, context.run)
+        yield from compute(context, inputs)
+
+    return compute_traced
 
 
 def compile_frame(
