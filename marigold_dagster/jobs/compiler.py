@@ -30,6 +30,7 @@ from dagster import (
 
 from marigold_dagster.jobs.batch_ops import build_chunk_op, build_merge_op, build_split_op
 from marigold_dagster.jobs.gate_ops import build_gate_op
+from marigold_dagster.jobs.model_binding import model_backend
 from marigold_dagster.jobs.planning_ops import (
     build_collect_op,
     build_fanout_op,
@@ -40,6 +41,7 @@ from marigold_dagster.jobs.planning_ops import (
 from marigold_dagster.jobs.step_ops import build_converge_op, build_decision_op, build_task_op
 from marigold_dagster.keys import (
     APPROVED,
+    MODEL_BACKEND_TAG,
     PREVIOUS,
     RETRY_ON_FAILURE_TAG,
     TEMPLATE_TAG,
@@ -130,7 +132,7 @@ def _traced(compute: Any) -> Any:
 
     # Unannotated: Dagster reads the `context` annotation, and this module's are strings.
     def compute_traced(context, inputs):  # type: ignore[no-untyped-def]
-        trace_run(context.instance, context.run)
+        trace_run(context.instance, context.run, {MODEL_BACKEND_TAG: model_backend()})
         yield from compute(context, inputs)
 
     return compute_traced

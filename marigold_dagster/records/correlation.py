@@ -20,6 +20,7 @@ Example:
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 
 from dagster import DagsterInstance, DagsterRun
 
@@ -73,11 +74,15 @@ def correlation_id_of(run: DagsterRun) -> str:
 _TRACED: set[str] = set()  # runs this process has tagged already (one write per run, not per op)
 
 
-def trace_run(instance: DagsterInstance, run: DagsterRun) -> None:
-    """Give a run that lacks them its task tags (`task_tags_for`); once per run per process."""
+def trace_run(
+    instance: DagsterInstance, run: DagsterRun, extra: Mapping[str, str] | None = None
+) -> None:
+    """Give a run that lacks them its task tags (`task_tags_for`) and `extra` (tags it does not
+    have yet); once per run per process."""
     if run.run_id in _TRACED:
         return
     missing = task_tags_for(instance, run)
+    missing.update({k: v for k, v in (extra or {}).items() if k not in run.tags})
     if missing:
         instance.add_run_tags(run.run_id, missing)
     _TRACED.add(run.run_id)

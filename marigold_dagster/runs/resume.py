@@ -23,6 +23,7 @@ from typing import Any
 
 from dagster import (
     DagsterInstance,
+    DagsterRun,
     DagsterRunStatus,
     Definitions,
     JobDefinition,
@@ -32,6 +33,8 @@ from dagster import (
 )
 
 from marigold_dagster.errors import MarigoldError
+from marigold_dagster.jobs.model_binding import SGLANG_URL_ENV, model_backend
+from marigold_dagster.keys import MODEL_BACKEND_TAG
 from marigold_dagster.records.dagster_private import from_failure_step_keys
 
 IN_PROCESS: dict[str, Any] = {"config": {"in_process": {}}}
@@ -108,6 +111,26 @@ def steps_left(instance: DagsterInstance, run_id: str) -> list[str]:
     return from_failure_step_keys(instance, run)
 
 
+def _check_model_backend(run: DagsterRun) -> None:
+    """Refuse to resume a run on other models than those it ran on.
+
+    Raises:
+        MarigoldError: saying what the run used and what this process would bind.
+    """
+    ran_on = run.tags.get(MODEL_BACKEND_TAG)
+    here = model_backend()
+    if ran_on is not None and ran_on != here:
+        hint = (
+            f"set {SGLANG_URL_ENV} to the server it used"
+            if ran_on.startswith("sglang")
+            else f"unset {SGLANG_URL_ENV}"
+        )
+        raise MarigoldError(
+            f"run {run.run_id} ran its models on {ran_on}, but this process would bind {here}; "
+            f"a resumed run keeps the models of the run it resumes: {hint} and resume again"
+        )
+
+
 def resume_run(
     instance: DagsterInstance,
     run_id: str,
@@ -132,6 +155,7 @@ def resume_run(
             f"run {run_id} is {run.status.value}; only a failed run (e.g. one paused at a gate) "
             "can be resumed from failure"
         )
+    _check_model_backend(run)
     if not steps_left(instance, run_id):
         raise MarigoldError(
             f"every step of run {run_id} succeeded, so there is nothing to re-execute: its "

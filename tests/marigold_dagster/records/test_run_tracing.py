@@ -16,7 +16,14 @@ from pathlib import Path
 import pytest
 from dagster import DagsterInstance, ReexecutionOptions, build_schedule_context, execute_job
 
-from marigold_dagster.keys import CORRELATION_TAG, PARENT_CORRELATION_TAG, REEXECUTION_OF_TAG
+from marigold_dagster.errors import MarigoldError
+from marigold_dagster.jobs.model_binding import model_backend
+from marigold_dagster.keys import (
+    CORRELATION_TAG,
+    MODEL_BACKEND_TAG,
+    PARENT_CORRELATION_TAG,
+    REEXECUTION_OF_TAG,
+)
 from marigold_dagster.runs.resume import load_definitions, reconstructable_job, resume_run
 
 IN_PROCESS = {"execution": {"config": {"in_process": {}}}}
@@ -162,3 +169,19 @@ def test_dagster_job_execute_run_carries_a_correlation_id(project: Project, tmp_
     with DagsterInstance.from_config(str(home)) as instance:
         (run,) = instance.get_runs()
         assert run.tags.get(CORRELATION_TAG) == run.run_id, done.stderr[-2000:]
+
+
+def test_a_run_records_its_model_backend_and_resume_refuses_another(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.delenv("MARIGOLD_SGLANG_URL", raising=False)
+    failed = project.launch()
+    assert project.tags(failed)[MODEL_BACKEND_TAG] == "offline"
+    monkeypatch.setenv("MARIGOLD_SGLANG_URL", "http://user:secret@127.0.0.1:9/")
+    with pytest.raises(MarigoldError, match="ran its models on offline, but this process would"):
+        resume_run(project.instance, failed, project.definitions)
+
+
+def test_the_backend_tag_never_carries_credentials():
+    tag = model_backend({"MARIGOLD_SGLANG_URL": "https://u:pw@gpu-1:30000/,http://gpu-2"})
+    assert tag == "sglang https://gpu-1:30000/,http://gpu-2"
