@@ -55,13 +55,29 @@ def _fail(message: str) -> None:
     default=None,
     help="Chain this task under another task's correlation id.",
 )
+@click.option(
+    "--verbose", is_flag=True, help="Also print Dagster's own log (events, stack traces)."
+)
 def run(
-    template: str, templates_dir: Path, inputs: tuple[str, ...], parent_correlation_id: str | None
+    template: str,
+    templates_dir: Path,
+    inputs: tuple[str, ...],
+    parent_correlation_id: str | None,
+    verbose: bool,
 ) -> None:
-    """Run TEMPLATE's job to completion on the local Dagster instance and summarise it."""
+    """Run TEMPLATE's job to completion on the local Dagster instance and summarise it.
+
+    Exit status: 0 the run succeeded, 1 it failed (each failure is named once, in the
+    summary), 3 it is paused at a gate waiting for a decision (the command to approve it is
+    printed).
+    """
     try:
         outcome = run_locally(
-            template, templates_dir, _inputs(inputs), parent_correlation_id=parent_correlation_id
+            template,
+            templates_dir,
+            _inputs(inputs),
+            parent_correlation_id=parent_correlation_id,
+            log_level="DEBUG" if verbose else "CRITICAL",
         )
     except (MarigoldError, TemplatesInvalid) as error:
         _fail(str(error))
@@ -88,8 +104,20 @@ def run(
         f"See it in the UI: DAGSTER_HOME={outcome.dagster_home} {dagster} dev, "
         f"then Runs -> {outcome.summary.run_id[:8]}"
     )
+    if outcome.paused_at:
+        run_id = outcome.summary.run_id
+        for gate in outcome.paused_at:
+            click.echo(
+                f"\nPaused at gate '{gate}', waiting for a decision. Approve it with:\n"
+                f'  marigold approve {run_id} --step {gate} --by NAME --reason "..."\n'
+                f"or reject it with `marigold reject` (same options)."
+            )
+        sys.exit(EXIT_PAUSED)
     if not outcome.success:
         sys.exit(1)
+
+
+EXIT_PAUSED = 3  # `marigold run`: the run stopped at a gate to wait for a decision
 
 
 def _table_preview(payload: object, rows: int = 12) -> str | None:

@@ -17,7 +17,7 @@ from marigold_dagster.artifacts import StepValue, artifacts_dir
 from marigold_dagster.errors import MarigoldError
 from marigold_dagster.jobs.definitions import defs_for_frames
 from marigold_dagster.jobs.launch_inputs import input_run_config
-from marigold_dagster.keys import CORRELATION_TAG, RESULT, result_op_name
+from marigold_dagster.keys import CORRELATION_TAG, RESULT, StepStatus, result_op_name
 from marigold_dagster.records.correlation import correlation_tags
 from marigold_dagster.records.instance import open_instance
 from marigold_dagster.records.run_summary import RunSummary, record_run_summary, summarise_run
@@ -42,6 +42,11 @@ class LocalRun:
     def success(self) -> bool:
         return self.summary.status == "SUCCESS"
 
+    @property
+    def paused_at(self) -> list[str]:
+        """The gates the run stopped at to wait for a decision (a designed pause, not a crash)."""
+        return [step.name for step in self.summary.steps if step.status == StepStatus.PAUSED]
+
 
 def template_path(templates_dir: Path, template: str) -> Path:
     """The file of template `template` in `templates_dir`, or an error naming those there."""
@@ -59,13 +64,15 @@ def run_locally(
     inputs: Mapping[str, str] | None = None,
     project_dir: Path | None = None,
     tags: Mapping[str, str] | None = None,
-    log_level: str = "WARNING",
+    log_level: str = "CRITICAL",
     parent_correlation_id: str | None = None,
 ) -> LocalRun:
     """Run template `template` from `templates_dir` to completion in this process.
 
-    The run is a new task: it is tagged with a new correlation id (unless `tags` gives one) and,
-    when `parent_correlation_id` is given, with the task that started it.
+    Dagster's console log is quiet below `log_level` (by default it prints nothing: the summary
+    names each failure once; the event log keeps everything). The run is a new task: it is
+    tagged with a new correlation id (unless `tags` gives one) and, when
+    `parent_correlation_id` is given, with the task that started it.
     """
     run_tags = {**correlation_tags(parent_correlation_id), **(tags or {})}
     frame, broken = load_one_template(templates_dir, template)
