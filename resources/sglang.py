@@ -55,10 +55,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 import dagster as dg
 import httpx
-from jsonschema.validators import validator_for
 from pydantic import Field, PrivateAttr
 
 from grammar_ops.model import ModelCall, ModelError, ModelReply
+from grammar_ops.schemas import SchemaNotAllowed, build_validator
 from resources.event_loop_thread import EventLoopThread
 from resources.model_errors import ModelAnswerError, ModelServerCheckError, ModelServerError
 from resources.model_usage import ModelUsage
@@ -848,12 +848,16 @@ class SGLangResource(dg.ConfigurableResource):
         return text
 
     def _validator(self, schema: Mapping[str, Any]) -> Any:
-        key = json.dumps(schema, sort_keys=True)
+        """A validator for the call's schema that never fetches (see grammar_ops.schemas)."""
+        key = json.dumps(schema, default=str)  # no sort_keys: keys of mixed types cannot sort
         validator = self._validators.get(key)
         if validator is None:
-            cls = validator_for(schema)
-            cls.check_schema(schema)
-            validator = cls(schema)
+            try:
+                validator = build_validator(schema)
+            except SchemaNotAllowed as exc:
+                raise ModelAnswerError(
+                    f"the call's json_schema cannot be used to check the answer: {exc}"
+                ) from None
             if len(self._validators) < 256:
                 self._validators[key] = validator
         return validator

@@ -12,7 +12,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-import jmespath
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
@@ -20,7 +19,7 @@ from pydantic import Field, model_validator
 
 from grammar_ops.context import PrimitiveContext
 from grammar_ops.contracts import Document, Kind
-from grammar_ops.expressions import JMESPathSelect
+from grammar_ops.expressions import ExpressionError, JMESPathSelect, search_jmespath
 from grammar_ops.findings import PrimitiveError
 from grammar_ops.network import HttpUrl, guarded_request
 from grammar_ops.primitive import Columns, Primitive, PrimitiveConfig
@@ -302,7 +301,10 @@ class HttpJson(Primitive):
             raise PrimitiveError(f"GET {response.url} did not return JSON: {error}") from None
         if config.select is None:
             return data
-        picked = jmespath.search(config.select, data)
+        try:
+            picked = search_jmespath(config.select, data)
+        except ExpressionError as error:
+            raise PrimitiveError(f"acquire.http_json `select`: {error}") from None
         if picked is None:
             keys = ", ".join(sorted(data)) if isinstance(data, dict) else type(data).__name__
             raise PrimitiveError(
@@ -312,7 +314,9 @@ class HttpJson(Primitive):
         return picked
 
 
-_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+# A string, or an unterminated one running to the end of the text: every quote starts a match
+# that succeeds, so the scan never restarts inside a failed string (which made it quadratic).
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*(?:"|\\?\Z)', re.DOTALL)
 _JSON_BRACKET = re.compile(rb"[\[\]{}]")
 
 

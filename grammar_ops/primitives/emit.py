@@ -40,7 +40,7 @@ class WriteTableConfig(
     @field_validator("name")
     @classmethod
     def _plain_name(cls, name: str) -> str:
-        if not BRANCH_NAME.match(name):
+        if not BRANCH_NAME.fullmatch(name):
             raise ValueError("name must match ^[A-Za-z0-9_]+$ (it becomes a file name)")
         return name
 

@@ -21,8 +21,8 @@ from grammar_ops.findings import PrimitiveError
 from grammar_ops.model import ModelCall, ModelError, ModelReply
 from grammar_ops.primitive import Columns, ConfigPath, Primitive, PrimitiveConfig
 from grammar_ops.primitives.transform import TABULAR
-from grammar_ops.primitives.validate import check_json_schema
 from grammar_ops.rows import preview_text, require_fields, rows_of
+from grammar_ops.schemas import check_json_schema
 
 SHOWN_FAILURES = 3
 _MODEL = "Model role to call (a key of the template's `models:`)."

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-import jmespath
 import pyarrow as pa
 from pydantic import AfterValidator, Field, model_validator
 
@@ -22,6 +21,7 @@ from grammar_ops.expressions import (
     check_row_expression,
     expression_fields,
     parse_expression,
+    search_jmespath,
 )
 from grammar_ops.findings import PrimitiveError
 from grammar_ops.primitive import Columns, ConfigPath, Primitive, PrimitiveConfig
@@ -321,7 +321,10 @@ class ToRecords(Primitive):
                     "transform.to_records `select` applies to JSON input only; drop it for a "
                     "table or documents"
                 )
-            value = jmespath.search(config.select, value)
+            try:
+                value = search_jmespath(config.select, value)
+            except ExpressionError as error:
+                raise PrimitiveError(f"transform.to_records `select`: {error}") from None
         return [dict(row) for row in rows_of(value)]
 
 

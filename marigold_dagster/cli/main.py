@@ -184,6 +184,9 @@ def validate(templates_dir: Path) -> None:
     except MarigoldError as error:
         _fail(str(error))
         return
+    if not frames:
+        _fail(f"no templates in {templates_dir}: a template is a .yaml file, one per job")
+        return
     trigger_errors = check_triggers(frames)
     if trigger_errors:
         _fail("\n".join(str(error) for error in trigger_errors))

@@ -64,6 +64,10 @@ def parse_yaml(text: str) -> YamlSource:
     except YamlSyntaxError:
         raise
     except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        if mark is not None and _flow_depth_before(text, mark.index) >= MAX_DEPTH:
+            # The parser has a nesting limit of its own that can run before ours: report ours.
+            raise _too_deep(mark.line + 1) from None
         raise YamlSyntaxError(_describe(error), _line_of_mark(error)) from None
     except yaml.reader.ReaderError as error:
         line = text.count("\n", 0, error.position) + 1 if error.position >= 0 else None
@@ -94,6 +98,35 @@ def check_size(size: int) -> None:
             "(MAX_TEMPLATE_BYTES) for a template; split it or move data into template inputs",
             None,
         )
+
+
+def _too_deep(line: int | None) -> YamlLimitError:
+    return YamlLimitError(
+        f"values nested deeper than {MAX_DEPTH} levels (MAX_DEPTH), the limit for a template",
+        line,
+    )
+
+
+def _flow_depth_before(text: str, index: int) -> int:
+    """How many flow collections (`[`, `{`) are open at `index`, outside quoted scalars."""
+    depth = 0
+    quote = ""
+    escaped = False
+    for char in text[:index]:
+        if quote:
+            if escaped:
+                escaped = False
+            elif char == "\\" and quote == '"':
+                escaped = True
+            elif char == quote:
+                quote = ""
+        elif char in "'\"":
+            quote = char
+        elif char in "[{":
+            depth += 1
+        elif char in "]}":
+            depth -= 1
+    return depth
 
 
 def _describe(error: yaml.MarkedYAMLError) -> str:
@@ -148,11 +181,7 @@ class _BoundedLoader(_SafeParsing):
             return super().compose_node(parent, index)
         self._depth += 1
         if self._depth > MAX_DEPTH:
-            raise YamlLimitError(
-                f"values nested deeper than {MAX_DEPTH} levels (MAX_DEPTH), the limit for a "
-                "template",
-                line,
-            )
+            raise _too_deep(line)
         try:
             return super().compose_node(parent, index)
         finally:

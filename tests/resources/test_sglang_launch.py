@@ -39,6 +39,7 @@ def test_default_executable_is_sglang_serve_or_the_module() -> None:
     assert prefix[-1] == "serve" or prefix[-2:] == ["-m", "sglang.launch_server"]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sglang_launch.importlib.util.find_spec("sglang") is not None,
                     reason="sglang is installed here")  # fmt: skip
 def test_without_sglang_it_says_to_install_the_serve_extra() -> None:
@@ -64,6 +65,7 @@ def test_wait_for_health_times_out_with_a_clear_message() -> None:
             wait_for_health(server.url, timeout_s=1)
 
 
+@pytest.mark.slow
 def test_wait_for_health_notices_the_process_exiting() -> None:
     process = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
     process.wait()
