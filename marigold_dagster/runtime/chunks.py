@@ -55,6 +55,7 @@ from marigold_dagster.runtime.dead_letters import (
     strip_dead_letter_columns,
 )
 from marigold_dagster.runtime.outputs import (
+    materializations,
     retry_policy,
     run_artifacts_dir,
     step_failure,
@@ -512,6 +513,7 @@ def merge_chunks(
             f"{letters_value.payload.path}; reprocess them by running the template with "
             "that file as its input"
         )
+    yield from materializations(frame, step, metadata)
     yield AssetCheckEvaluation(
         asset_key=step_asset_key(frame.name, step.name),
         check_name="every_row_processed",

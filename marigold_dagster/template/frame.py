@@ -133,6 +133,18 @@ class Frame:
         """The steps that depend on step `name`."""
         return [step.name for step in self if name in step.step.depends_on]
 
+    def materializes(self, name: str) -> bool:
+        """Whether each run records an asset materialization of step `name`: every step under
+        `materialize: every_step`; otherwise results (steps nothing consumes), planning steps,
+        gates (what was decided) and batch steps (whose merge also reports the
+        `every_row_processed` check)."""
+        step = self.steps[name]
+        return (
+            self.template.materialize == "every_step"
+            or not self.consumers(name)
+            or step.kind in (StepKind.PLANNING, StepKind.BATCH, StepKind.GATE)
+        )
+
     def edge_guard(self, upstream: str, downstream: str) -> Guard:
         """What must hold for `upstream`'s value to reach `downstream`."""
         source = self.steps[upstream]

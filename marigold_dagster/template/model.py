@@ -395,9 +395,9 @@ class Template(_Strict):
     budget: Budget
     materialize: Literal["results", "every_step"] = Field(
         "results",
-        description="Which steps record an asset materialization each run: `results` (steps "
-        "nothing else consumes, plans, planned steps, planning results) or `every_step` (one "
-        "more event per step on the instance).",
+        description="Which steps record an asset materialization each run, and so are declared "
+        "assets: `results` (steps nothing else consumes, plans, planned steps, planning, batch "
+        "and gate steps) or `every_step` (one more event per step on the instance).",
     )
     tags: dict[str, str] = Field(default_factory=dict)
     triggers: Triggers = Field(default_factory=Triggers)
