@@ -57,7 +57,7 @@ def _decide(
 
 
 def _resume(instance: DagsterInstance, run_id: str, definitions_file: Path) -> None:
-    resumed = resume_run(instance, run_id, definitions_file, log_level="WARNING")
+    resumed = resume_run(instance, run_id, definitions_file, log_level="CRITICAL")
     click.echo(f"resumed run {run_id} as run {resumed.run_id}: {resumed.status}")
     if not resumed.success:
         sys.exit(1)
