@@ -16,7 +16,7 @@ from marigold_dagster.jobs.triggers import check_triggers
 from marigold_dagster.records.lineage import lineage_command
 from marigold_dagster.records.run_history import runs_command
 from marigold_dagster.runs.dry_run import dry_run_planning
-from marigold_dagster.runs.gate_commands import approve, reject, resume
+from marigold_dagster.runs.gate_commands import EXIT_PAUSED, approve, reject, resume
 from marigold_dagster.runs.local_run import run_locally
 from marigold_dagster.template.loader import load_templates
 
@@ -115,9 +115,6 @@ def run(
         sys.exit(EXIT_PAUSED)
     if not outcome.success:
         sys.exit(1)
-
-
-EXIT_PAUSED = 3  # `marigold run`: the run stopped at a gate to wait for a decision
 
 
 def _table_preview(payload: object, rows: int = 12) -> str | None:

@@ -16,7 +16,7 @@ from dagster import DagsterEventType, DagsterInstance, EventLogEntry, MetadataVa
 from marigold_dagster import keys
 from marigold_dagster.keys import PAUSED_AT_GATE, StepStatus, merge_name, split_name
 from marigold_dagster.records.dagster_private import engine_event_data
-from marigold_dagster.records.gate_decisions import reexecution_chain
+from marigold_dagster.records.gate_decisions import pause_record, reexecution_chain
 from marigold_dagster.template.frame import Frame, FrameStep
 from marigold_dagster.template.model import StepKind
 
@@ -116,6 +116,7 @@ class _KeyEvents:
     ended_at: float | None = None
     status: StepStatus | None = None
     failure: str = ""
+    pause: str = ""  # a gate: the pause it recorded (it then ends without output)
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
@@ -157,7 +158,10 @@ def summarise_run(instance: DagsterInstance, run_id: str, frame: Frame) -> RunSu
             summary = _explain_absence(frame, step, statuses, decided, summary, setup_failure)
             statuses[step.name] = summary  # later steps name the cause through this one
         steps.append(summary)
-    return RunSummary(run_id, frame.name, run.status.value, tuple(steps))
+    status = run.status.value
+    if any(step.status == StepStatus.PAUSED for step in steps) and status == "SUCCESS":
+        status = "PAUSED"  # a designed pause: the run ended successfully, waiting at a gate
+    return RunSummary(run_id, frame.name, status, tuple(steps))
 
 
 def _setup_failure(entry: EventLogEntry) -> str:
@@ -195,6 +199,8 @@ def _record(by_key: dict[str, _KeyEvents], entry: EventLogEntry) -> None:
             key.status = StepStatus.PAUSED  # a gate ended the run to wait for a decision
     elif kind is DagsterEventType.STEP_SKIPPED:
         key.status = StepStatus.SKIPPED
+    elif kind is DagsterEventType.ENGINE_EVENT and pause_record(entry):
+        key.pause = entry.user_message or event.message or "paused"
     elif kind is DagsterEventType.STEP_OUTPUT:
         data = event.step_output_data
         key.outputs[data.output_name] = {k: v.value for k, v in data.metadata.items()}
@@ -223,6 +229,9 @@ def _summarise_step(step: FrameStep, by_key: dict[str, _KeyEvents]) -> StepSumma
         )
     if events is None or events.status is None:
         return StepSummary(step.name, step.kind.value, StepStatus.NOT_RUN)
+    if step.kind is StepKind.CONVERGE and events.status == StepStatus.SUCCEEDED:
+        if not events.outputs:  # it ended without output: a gate above it is paused
+            return StepSummary(step.name, step.kind.value, StepStatus.NOT_RUN, events.starts)
     started_at = min((e.started_at for e in region if e.started_at), default=events.started_at)
     attempts = max((e.starts for e in region), default=events.starts)
     output = next(iter(events.outputs.values()), {}) if events.outputs else {}
@@ -235,6 +244,8 @@ def _summarise_step(step: FrameStep, by_key: dict[str, _KeyEvents]) -> StepSumma
         if events.status == StepStatus.SUCCEEDED
         else events.status
     )
+    if events.pause and "decided" not in events.outputs:
+        status, detail = StepStatus.PAUSED, events.pause  # ended without output: waiting
     return StepSummary(
         step.name,
         step.kind.value,

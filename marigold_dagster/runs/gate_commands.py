@@ -58,9 +58,19 @@ def _decide(
 
 def _resume(instance: DagsterInstance, run_id: str, definitions_file: Path) -> None:
     resumed = resume_run(instance, run_id, definitions_file, log_level="CRITICAL")
+    if resumed.paused_at:
+        click.echo(
+            f"resumed run {run_id} as run {resumed.run_id}: paused at gate '{resumed.paused_at}'"
+            f'; approve it with: marigold approve {resumed.run_id} --step {resumed.paused_at} '
+            '--by NAME --reason "..."'
+        )
+        sys.exit(EXIT_PAUSED)
     click.echo(f"resumed run {run_id} as run {resumed.run_id}: {resumed.status}")
     if not resumed.success:
         sys.exit(1)
+
+
+EXIT_PAUSED = 3  # the run stopped at a gate to wait for a decision (as `marigold run`)
 
 
 def _decision_command(decision: str, verb: str) -> click.Command:

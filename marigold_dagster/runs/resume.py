@@ -1,4 +1,5 @@
-"""Resuming a failed run (paused at a gate, or its worker killed): re-execution from failure.
+"""Resuming a run paused at a gate (re-executing the gate and what follows it) or a failed run
+(its worker killed, say: re-execution from failure).
 
 The job is rebuilt from the project's definitions file (the same `definitions.py` that
 `dagster dev` loads, so the same templates, catalog and resources), through a reconstructable
@@ -34,7 +35,7 @@ from dagster import (
 
 from marigold_dagster.errors import MarigoldError
 from marigold_dagster.jobs.model_binding import SGLANG_URL_ENV, model_backend
-from marigold_dagster.keys import MODEL_BACKEND_TAG
+from marigold_dagster.keys import MODEL_BACKEND_TAG, PAUSED_AT_GATE
 from marigold_dagster.records.dagster_private import from_failure_step_keys
 
 IN_PROCESS: dict[str, Any] = {"config": {"in_process": {}}}
@@ -47,10 +48,11 @@ class ResumedRun:
     parent_run_id: str
     run_id: str
     status: str
+    paused_at: str | None = None  # the gate the resumed run stopped at, if one did
 
     @property
     def success(self) -> bool:
-        return self.status == DagsterRunStatus.SUCCESS.value
+        return self.status == DagsterRunStatus.SUCCESS.value and self.paused_at is None
 
 
 def load_definitions(definitions_file: str | Path) -> Definitions:
@@ -138,7 +140,8 @@ def resume_run(
     *,
     log_level: str | None = None,
 ) -> ResumedRun:
-    """Re-execute failed run `run_id` from failure, in process, with its own run config.
+    """Resume run `run_id` in process, with its own run config: a run paused at a gate from
+    the gate on (step selection `gate*`), a failed run from failure.
 
     `log_level` sets the console logger's level (the event log keeps everything regardless).
 
@@ -150,10 +153,16 @@ def resume_run(
     run = instance.get_run_by_id(run_id)
     if run is None:
         raise MarigoldError(f"no run {run_id} in this Dagster instance")
+    gate = run.tags.get(PAUSED_AT_GATE) or ""
+    if gate and run.status is DagsterRunStatus.SUCCESS:
+        # a paused run: re-execute the gate and everything after it from the stored outputs
+        _check_model_backend(run)
+        options = ReexecutionOptions(parent_run_id=run_id, step_selection=[f"{gate}*"])
+        return _reexecute(instance, run, definitions_file, options, log_level)
     if run.status is not DagsterRunStatus.FAILURE:
         raise MarigoldError(
-            f"run {run_id} is {run.status.value}; only a failed run (e.g. one paused at a gate) "
-            "can be resumed from failure"
+            f"run {run_id} is {run.status.value} and not paused at a gate; only a failed run, or "
+            "one paused at a gate, can be resumed"
         )
     _check_model_backend(run)
     if not steps_left(instance, run_id):
@@ -162,12 +171,23 @@ def resume_run(
             "worker stopped after the last step, before it recorded the run's success; the "
             "results are in that run's outputs"
         )
+    options = ReexecutionOptions.from_failure(run_id, instance)
+    return _reexecute(instance, run, definitions_file, options, log_level)
+
+
+def _reexecute(
+    instance: DagsterInstance,
+    run: DagsterRun,
+    definitions_file: str | Path,
+    options: ReexecutionOptions,
+    log_level: str | None,
+) -> ResumedRun:
     run_config: dict[str, Any] = {**run.run_config, "execution": IN_PROCESS}
     if log_level is not None:
         run_config["loggers"] = {"console": {"config": {"log_level": log_level}}}
     job = reconstructable_job(definitions_file, run.job_name)
-    options = ReexecutionOptions.from_failure(run_id, instance)
     with execute_job(job, instance, run_config=run_config, reexecution_options=options) as result:
         resumed = instance.get_run_by_id(result.run_id)
         status = resumed.status.value if resumed else ("SUCCESS" if result.success else "FAILURE")
-        return ResumedRun(parent_run_id=run_id, run_id=result.run_id, status=status)
+        paused = resumed.tags.get(PAUSED_AT_GATE) or None if resumed else None
+        return ResumedRun(run.run_id, result.run_id, status, paused)

@@ -89,7 +89,9 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no
     (root / "definitions.py").write_text(DEFINITIONS)
     monkeypatch.syspath_prepend(str(ROOT))
     (tmp_path / "home").mkdir()
-    with DagsterInstance.local_temp(str(tmp_path / "home")) as instance:
+    with DagsterInstance.local_temp(
+        str(tmp_path / "home"), overrides={"telemetry": {"enabled": False}}
+    ) as instance:
         yield Project(root, instance)
 
 
