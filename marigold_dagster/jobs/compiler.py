@@ -200,8 +200,9 @@ def compile_frame(
         TEMPLATE_VERSION_TAG: str(frame.template.version),
     }
     if any(step.kind is StepKind.GATE for step in frame):
-        # A paused gate ends its run as an op failure: the run-retry daemon (`run_retries` in
-        # dagster.yaml) must not relaunch it to pause again. Op-level retries still apply.
+        # A failed run of a gated template is not relaunched whole by the run-retry daemon
+        # (`run_retries` in dagster.yaml): a relaunch would ask the gate again. Op-level retries
+        # still apply; a paused run ends successfully and is never retried.
         tags[RETRY_ON_FAILURE_TAG] = "false"
     return template_graph.to_job(
         resource_defs=dict(resource_defs or {}),
