@@ -13,6 +13,7 @@ from grammar_ops import standard_catalog
 from grammar_ops.capability_schema import render_capability_tier
 from marigold_dagster.errors import MarigoldError, TemplatesInvalid
 from marigold_dagster.jobs.triggers import check_triggers
+from marigold_dagster.mcp.command import mcp_command
 from marigold_dagster.records.lineage import lineage_command
 from marigold_dagster.records.run_history import runs_command
 from marigold_dagster.runs.dry_run import dry_run_planning
@@ -217,5 +218,5 @@ def capabilities(tier: int, as_json: bool, names: tuple[str, ...]) -> None:
     )
 
 
-for command in (approve, reject, resume, lineage_command, runs_command):
+for command in (approve, reject, resume, lineage_command, runs_command, mcp_command):
     main.add_command(command)

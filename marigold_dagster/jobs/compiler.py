@@ -29,6 +29,7 @@ from dagster import (
 )
 
 from marigold_dagster.jobs.batch_ops import build_chunk_op, build_merge_op, build_split_op
+from marigold_dagster.jobs.deployment_resources import fixed_resources
 from marigold_dagster.jobs.gate_ops import build_gate_op
 from marigold_dagster.jobs.model_binding import model_backend
 from marigold_dagster.jobs.planning_ops import (
@@ -205,7 +206,7 @@ def compile_frame(
         # still apply; a paused run ends successfully and is never retried.
         tags[RETRY_ON_FAILURE_TAG] = "false"
     return template_graph.to_job(
-        resource_defs=dict(resource_defs or {}),
+        resource_defs=fixed_resources(resource_defs or {}),
         tags=tags,
         executor_def=executor_def,
     )

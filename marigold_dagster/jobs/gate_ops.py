@@ -46,6 +46,7 @@ from marigold_dagster.keys import (
 from marigold_dagster.records.gate_decisions import (
     record_decision,
 )
+from marigold_dagster.records.principals import run_tag_principal
 from marigold_dagster.runtime.gates import pass_gate
 from marigold_dagster.template.frame import Frame, FrameStep
 
@@ -87,7 +88,13 @@ DECISION_CHOICES = Enum("GateDecision", [EnumValue("approve"), EnumValue("reject
         "run_id": Field(str, description="The paused run (its gate step failed with the prompt)."),
         "step": Field(str, description="The gate step's name."),
         "decision": Field(DECISION_CHOICES, description="approve or reject."),
-        "by": Field(str, description="Who decides; must be one of the gate's approvers, if any."),
+        "by": Field(
+            str,
+            description=(
+                "The approver name you decide as; the run's authenticated user must be allowed "
+                "to act as it (MARIGOLD_APPROVERS)."
+            ),
+        ),
         "reason": Field(str, description="Why; kept with the decision for audit."),
     },
     tags={keys.STEP_KIND_TAG: "gate_decision"},
@@ -96,6 +103,8 @@ def record_gate_decision(context: OpExecutionContext) -> None:
     """Record the decision on the paused run's gate."""
     config = context.op_config
     try:
+        # The worker's OS user is not who clicked Launch: the deployment's authentication is.
+        principal = run_tag_principal(context.dagster_run.tags)
         recorded = record_decision(
             context.instance,
             config["run_id"],
@@ -103,6 +112,7 @@ def record_gate_decision(context: OpExecutionContext) -> None:
             config["decision"],
             by=config["by"],
             reason=config["reason"],
+            principal=principal,
         )
     except GateDecisionError as error:
         raise Failure(str(error), allow_retries=False) from error
@@ -121,7 +131,9 @@ def record_gate_decision(context: OpExecutionContext) -> None:
         "the decision is recorded in this instance (an observation of asset "
         "[template, step, gate]). Then run `marigold resume RUN_ID` (or open the paused run "
         "and re-execute the gate step and downstream): steps before the gate do not run "
-        "again, and the gate passes its input on or ends its branch."
+        "again, and the gate passes its input on or ends its branch. The "
+        "decider is the user in the run tag named by MARIGOLD_GATE_PRINCIPAL_TAG, which the "
+        "deployment's authentication must set; without it this job refuses to decide."
     ),
     tags={keys.KIND_TAG: "gate_decision"},
 )

@@ -3,6 +3,8 @@
 One lookup, as Dagster's project examples pick a real or local client per environment:
 `MARIGOLD_SGLANG_URL` set (one URL, or several separated by commas) binds `SGLangResource`;
 unset binds `OfflineModel`, which runs templates deterministically without any model server.
+The URL, model and API key are the deployment's: `build_defs` binds these resources with
+`fixed_by_deployment`, so no run config can change them.
 """
 
 from __future__ import annotations

@@ -14,7 +14,6 @@ import math
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -33,6 +32,7 @@ from grammar_ops import GrammarError
 from grammar_ops.context import PrimitiveContext
 from marigold_dagster import keys
 from marigold_dagster.artifacts import StepValue, TableRef, as_table, store_value
+from marigold_dagster.errors import InputOutsideRoots
 from marigold_dagster.keys import (
     CHUNK,
     RESULT,
@@ -40,6 +40,7 @@ from marigold_dagster.keys import (
     split_name,
     step_asset_key,
 )
+from marigold_dagster.records.markdown import markdown_text
 from marigold_dagster.records.metadata import metadata_int, metadata_str
 from marigold_dagster.runtime.composition import (
     StepRun,
@@ -54,6 +55,7 @@ from marigold_dagster.runtime.dead_letters import (
     dead_letter_table,
     strip_dead_letter_columns,
 )
+from marigold_dagster.runtime.input_roots import confine_input
 from marigold_dagster.runtime.outputs import (
     materializations,
     retry_policy,
@@ -290,7 +292,11 @@ def _chunk_template_inputs(
         spec = frame.template.inputs[name]
         path = supplied.get(name) or (str(frame.resolve(spec.default)) if spec.default else None)
         if path is not None:
-            inputs[name] = str(Path(path).resolve())
+            storage = context.instance.storage_directory()
+            try:
+                inputs[name] = confine_input(frame, name, path, storage)
+            except InputOutsideRoots as error:
+                raise Failure(str(error), allow_retries=False) from None
     return inputs
 
 
@@ -506,7 +512,7 @@ def merge_chunks(
         metadata[keys.FAILED_ROWS_PATH_KEY] = MetadataValue.path(failures_value.payload.path)
         metadata[keys.DEAD_LETTERS_PATH_KEY] = MetadataValue.path(letters_value.payload.path)
         metadata[keys.FAILED_ROWS_PREVIEW_KEY] = MetadataValue.md(
-            "\n".join(f"- row {row.row}: {row.error}" for row in failed[:5])
+            "\n".join(f"- row {row.row}: {markdown_text(row.error)}" for row in failed[:5])
         )
         context.log.warning(
             f"batch '{step.name}': {len(failed)} row(s) dead-lettered in "

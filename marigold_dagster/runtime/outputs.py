@@ -25,7 +25,10 @@ from dagster import Jitter as DagsterJitter
 
 from marigold_dagster import keys
 from marigold_dagster.artifacts import artifacts_dir
+from marigold_dagster.errors import InputOutsideRoots
 from marigold_dagster.keys import STEP_COUNT_KEY, input_asset_key, step_asset_key
+from marigold_dagster.runtime.error_text import without_file_content
+from marigold_dagster.runtime.input_roots import confine_input
 from marigold_dagster.template.frame import Frame, FrameStep
 from marigold_dagster.template.model import RetrySpec
 
@@ -47,12 +50,17 @@ def materializations(frame: Frame, step: FrameStep, metadata: Mapping[str, Any])
 
 
 def template_inputs(context: OpExecutionContext, frame: Frame, step: FrameStep) -> dict[str, str]:
-    """The launch-supplied input paths of a step, checked to exist before anything runs."""
+    """The launch-supplied input paths of a step, checked before anything runs: each must
+    resolve under an input root (`runtime.input_roots.confine_input`) and exist."""
     supplied: Mapping[str, str] = context.op_config or {}
     checked = {}
+    storage = context.instance.storage_directory()
     for name, path in supplied.items():
         kind = frame.template.inputs[name].kind
-        resolved = os.path.abspath(path)
+        try:
+            resolved = confine_input(frame, name, path, storage)
+        except InputOutsideRoots as error:
+            raise Failure(str(error), allow_retries=False) from None
         exists = os.path.isdir(resolved) if kind == "documents" else os.path.isfile(resolved)
         if not exists:
             what = "a folder" if kind == "documents" else "a file"
@@ -74,9 +82,12 @@ def template_inputs(context: OpExecutionContext, frame: Frame, step: FrameStep) 
 
 
 def step_failure(step: FrameStep, error: Exception) -> Failure:
-    """A Failure for an error retrying cannot fix (bad data, bad config, bad model output)."""
+    """A Failure for an error retrying cannot fix (bad data, bad config, bad model output).
+
+    Its text never quotes a file's content (see `runtime.error_text`).
+    """
     return Failure(
-        description=f"step '{step.name}' failed: {error}",
+        description=f"step '{step.name}' failed: {without_file_content(str(error))}",
         metadata={keys.ERROR_TYPE_KEY: type(error).__name__},
         allow_retries=False,
     )

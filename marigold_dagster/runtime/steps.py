@@ -50,7 +50,10 @@ def _run(
     try:
         return run_composition(step.capability, value, ctx, step.step.timeout_s)
     except GrammarError as error:
-        raise step_failure(step, error) from error
+        failure = step_failure(step, error)
+        # The cause's text is recorded too; keep it only when it quotes no file content.
+        quoted = failure.description != f"step '{step.name}' failed: {error}"
+        raise failure from (None if quoted else error)
 
 
 def _join(step: FrameStep, values: list[StepValue]) -> Any:

@@ -363,7 +363,7 @@ class AfterTrigger(_Strict):
         if isinstance(value, str) and value in ("same", "none"):
             return value
         if isinstance(value, dict) and all(
-            isinstance(name, str) and re.match(NAME_PATTERN, name)
+            isinstance(name, str) and re.fullmatch(r"[A-Za-z0-9_]+", name)
             for pair in value.items()
             for name in pair
         ):

@@ -48,7 +48,7 @@ def test_run_with_a_missing_input_file_fails_before_anything_runs(tmp_path: Path
         "--templates-dir",
         str(ROOT / "templates"),
         "--input",
-        f"contracts={tmp_path / 'nope.csv'}",
+        f"contracts={ROOT / 'templates' / 'data' / 'nope.csv'}",
         cwd=tmp_path,
         home=tmp_path,
     )
