@@ -30,6 +30,7 @@ from typing import Annotated, Any
 import httpx
 from pydantic import AfterValidator
 
+from grammar_ops.failures import TransientError
 from grammar_ops.findings import HostNotAllowed, PrimitiveError
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -218,7 +219,8 @@ def guarded_request(
 
     Raises:
         HostNotAllowed: a hop is outside the allow-list.
-        PrimitiveError: timeout, connection failure, too many redirects or an oversized body.
+        TransientError: a timeout or a connection failure (retrying may fix it).
+        PrimitiveError: too many redirects or an oversized body.
     """
     if json_body is not None:
         content = json.dumps(json_body, default=str, ensure_ascii=False).encode("utf-8")
@@ -229,7 +231,7 @@ def guarded_request(
             target = check_target(current, allowed_hosts)
             remaining = timeout_s - (time.monotonic() - started)
             if remaining <= 0:
-                raise PrimitiveError(f"request to `{target.host}` ran past {timeout_s} s")
+                raise TransientError(f"request to `{target.host}` ran past {timeout_s} s")
             response = _send(client, method, target, content, headers or {}, remaining, max_bytes)
             location = response.headers.get("location")
             if response.status_code in REDIRECT_STATUSES and location and method == "GET":
@@ -299,11 +301,11 @@ def _send(
                 content=bytes(body),
             )
     except httpx.TimeoutException:
-        raise PrimitiveError(
+        raise TransientError(
             f"request to `{target.host}` timed out after {timeout_s:.1f} s"
         ) from None
     except httpx.HTTPError as error:
-        raise PrimitiveError(
+        raise TransientError(
             f"request to `{target.host}` failed: {redact_url(str(error))}"
         ) from None
 

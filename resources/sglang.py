@@ -57,6 +57,7 @@ import dagster as dg
 import httpx
 from pydantic import Field, PrivateAttr
 
+from grammar_ops.failures import transient_status
 from grammar_ops.model import ModelCall, ModelError, ModelReply
 from grammar_ops.schemas import SchemaNotAllowed, build_validator
 from resources.event_loop_thread import EventLoopThread
@@ -77,7 +78,7 @@ small pools per server and sends each request through the least busy one."""
 
 
 def _is_retryable_status(status: int) -> bool:
-    return status in (408, 429) or status >= 500
+    return transient_status(status)
 
 
 def display_url(url: str) -> str:

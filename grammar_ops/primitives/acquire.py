@@ -20,6 +20,7 @@ from pydantic import Field, model_validator
 from grammar_ops.context import PrimitiveContext
 from grammar_ops.contracts import Document, Kind
 from grammar_ops.expressions import ExpressionError, JMESPathSelect, search_jmespath
+from grammar_ops.failures import TransientError, transient_status
 from grammar_ops.findings import PrimitiveError
 from grammar_ops.network import HttpUrl, guarded_request
 from grammar_ops.primitive import Columns, Primitive, PrimitiveConfig
@@ -286,9 +287,8 @@ class HttpJson(Primitive):
             headers={"Accept": "application/json"},
         )
         if not 200 <= response.status_code < 300:
-            raise PrimitiveError(
-                f"GET {response.url} answered HTTP {response.status_code}; expected 2xx"
-            )
+            failed = TransientError if transient_status(response.status_code) else PrimitiveError
+            raise failed(f"GET {response.url} answered HTTP {response.status_code}; expected 2xx")
         depth = json_depth(response.content)
         if depth > MAX_JSON_DEPTH:
             raise PrimitiveError(

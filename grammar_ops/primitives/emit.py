@@ -18,6 +18,7 @@ from pydantic import Field, field_validator
 
 from grammar_ops.context import PrimitiveContext
 from grammar_ops.contracts import Decision, Kind
+from grammar_ops.failures import TransientError, transient_status
 from grammar_ops.findings import PrimitiveError
 from grammar_ops.network import HttpUrl, guarded_request
 from grammar_ops.primitive import Primitive, PrimitiveConfig
@@ -138,7 +139,8 @@ class Webhook(Primitive):
             headers={"Idempotency-Key": hashlib.sha256(body).hexdigest()},
         )
         if not 200 <= response.status_code < 300:
-            raise PrimitiveError(
+            failed = TransientError if transient_status(response.status_code) else PrimitiveError
+            raise failed(
                 f"emit.webhook: POST {response.url} answered HTTP {response.status_code}; "
                 "expected 2xx (redirects are not followed for POST)"
             )

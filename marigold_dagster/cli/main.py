@@ -125,7 +125,7 @@ def _table_preview(payload: object, rows: int = 12) -> str | None:
         path = payload.get("path")
     if not isinstance(path, str) or not path.endswith(".parquet") or not Path(path).is_file():
         return None
-    frame = pd.read_parquet(path)
+    frame = pd.read_parquet(path, dtype_backend="numpy_nullable")  # integers stay integers
     text = frame.head(rows).to_string(index=False, max_colwidth=48)
     more = f"\n... {len(frame) - rows} more rows" if len(frame) > rows else ""
     return f"{text}{more}\n({len(frame)} rows in {path})"

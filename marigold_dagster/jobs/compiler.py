@@ -7,7 +7,8 @@ for a batch step) along the template's `depends_on`:
   branch the decision does not choose is skipped by Dagster, with everything below it;
 - a converge step takes every declared upstream through one fan-in input, preceded by its
   sentinel (see `marigold_dagster.template.frame`), so it runs with whichever upstreams ran;
-- a batch step is `split -> map(chunk) -> collect -> merge`;
+- a batch step is `split -> map(chunk) -> collect -> merge`; the merge also takes the batch's
+  input, so a batch whose chunks produced no rows still knows its columns;
 - an edge out of a gate takes the gate's `approved` output, so a rejected gate's branch is
   skipped (see `marigold_dagster.jobs.gate_ops`).
 """
@@ -191,7 +192,8 @@ def compile_frame(
             elif step.kind is StepKind.BATCH:
                 split, chunk, merge = ops[step.name]
                 results = split(**upstream).map(lambda c, chunk=chunk: chunk(chunk=c))
-                handles[step.name] = merge(chunks=results.collect())
+                batch_input = upstream[step.step.depends_on[0]]
+                handles[step.name] = merge(chunks=results.collect(), batch_input=batch_input)
             else:
                 handles[step.name] = ops[step.name](**upstream)
 

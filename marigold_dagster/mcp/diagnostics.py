@@ -257,17 +257,17 @@ _CODES: dict[str, tuple[str, str, str]] = {
         "Depend on the results listed.",
     ),
     "TOO_MANY_STEPS": (PLAN, "More steps than planning.max_steps.", "Merge or drop steps."),
-    "TOO_MANY_FINDINGS": (
-        PLAN,
-        "More findings than a verdict keeps; the last one counts the rest.",
-        "Fix the findings shown and validate again.",
-    ),
     "TOO_DEEP": (
         PLAN,
         "A chain longer than planning.max_depth.",
         "Depend on fewer steps in a row.",
     ),
     "OVER_FANOUT": (PLAN, "Too many steps at one depth (max_fanout).", "Chain or merge steps."),
+    "TOO_MANY_FINDINGS": (
+        PLAN,
+        "The answer had more problems than a verdict lists; this counts the rest.",
+        "Fix the listed problems first; most of the rest usually share their cause.",
+    ),
     "OVER_BUDGET": (
         PLAN,
         "The plan's estimate passes the task's budget.",

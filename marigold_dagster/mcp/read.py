@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
-from dagster import DagsterEventType, DagsterInstance, RunsFilter
+from dagster import DagsterEventType, DagsterInstance, RunsFilter, TableMetadataValue
 
 from marigold_dagster import keys
 from marigold_dagster.mcp.failures import ToolProblem
@@ -189,6 +189,13 @@ def _failure(instance: DagsterInstance, run_ids: list[str], step_key: str) -> di
     return {}
 
 
+def _preview(value: Any) -> Any:
+    """A step's preview as JSON: a table preview becomes its records."""
+    if isinstance(value, TableMetadataValue):
+        return _jsonable([dict(record.data) for record in value.records])
+    return _jsonable(value)
+
+
 def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
@@ -227,7 +234,7 @@ def get_step_result(
             step=step,
             status=str(state.status),
             rows=state.rows,
-            preview=_jsonable(metadata.get("preview")),
+            preview=_preview(metadata.get(keys.PREVIEW_KEY)),
         )
         if path is not None and path.is_file():
             columns, records, total = _rows(path, offset, limit)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 from dagster import (
     AssetCheckEvaluation,
     AssetCheckSeverity,
@@ -28,7 +29,7 @@ from dagster import (
     Output,
 )
 
-from grammar_ops import GrammarError
+from grammar_ops import ConfigurationError, is_transient
 from grammar_ops.context import PrimitiveContext
 from marigold_dagster import keys
 from marigold_dagster.artifacts import StepValue, TableRef, as_table, store_value
@@ -58,6 +59,7 @@ from marigold_dagster.runtime.dead_letters import (
 from marigold_dagster.runtime.input_roots import confine_input
 from marigold_dagster.runtime.outputs import (
     materializations,
+    retry_delay_s,
     retry_policy,
     run_artifacts_dir,
     step_failure,
@@ -169,16 +171,22 @@ def process_chunk(
 ) -> tuple[ChunkOutcome, Any, StepRun | None]:
     """Run the capability on `chunk`; on a failure that is final, apply the failure strategy.
 
-    Raises the error when `may_retry` and it is worth retrying (Dagster's RetryPolicy tries the
-    chunk again), and a `Failure` under `fail_fast`.
+    Raises a retryable `Failure` when `may_retry` and the failure is transient (Dagster's
+    RetryPolicy tries the chunk again, with the template's backoff and jitter); a `Failure`
+    under `fail_fast`; and a `Failure` for a configuration error whatever the strategy, since
+    no row of any chunk can succeed (it is never dead-lettered row by row).
     """
     spec = step.batch
     rows = strip_dead_letter_columns(chunk.source.load_slice(chunk.start, chunk.stop))
     try:
         result, run = run_composition(step.capability, rows, ctx, step.step.timeout_s)
+    except Failure:
+        raise
     except Exception as error:
-        if may_retry and not isinstance(error, GrammarError):
-            raise
+        if isinstance(error, ConfigurationError):
+            raise step_failure(step, error) from error
+        if may_retry and is_transient(error):
+            raise step_failure(step, error) from error
         if spec.failure_strategy == "fail_fast":
             raise step_failure(step, error) from error
         context.log.warning(
@@ -334,15 +342,46 @@ def _catch_up(
                 outcome, _, _ = process_chunk(
                     context, step, chunk, ctx, attempts=attempt, may_retry=attempt < tries
                 )
-            except Failure:
-                raise
-            except Exception as error:  # retryable, and tries are left: as Dagster would
-                context.log.warning(f"chunk {chunk.mapping_key} try {attempt} failed: {error}")
-                time.sleep((policy.delay or 0) if policy else 0)
+            except Failure as failure:
+                if not failure.allow_retries or attempt >= tries:
+                    raise
+                # transient, and tries are left: wait as Dagster's RetryPolicy would
+                delay = retry_delay_s(step.step.retry, attempt)
+                context.log.warning(
+                    f"chunk {chunk.mapping_key} try {attempt} of {tries} failed; retrying in "
+                    f"{delay:.2f} s: {failure.description}"
+                )
+                time.sleep(delay)
                 continue
             outcomes.append(outcome)
             break
     return outcomes
+
+
+def _empty_result(
+    context: OpExecutionContext, frame: Frame, step: FrameStep, batch_input: StepValue
+) -> pa.Table:
+    """What the batch produces from zero rows: its capability run on none, so columns are kept.
+
+    Used when no chunk produced a row (no chunks at all, or every row dead-lettered).
+    """
+    if isinstance(batch_input.payload, TableRef):
+        empty = pq.read_schema(batch_input.payload.path).empty_table()
+    else:
+        empty = as_table(batch_input.load()).slice(0, 0)
+    empty = strip_dead_letter_columns(empty)
+    ctx = primitive_context(
+        context, frame, step.name, step.capability, {}, _chunk_template_inputs(context, frame, step)
+    )
+    try:
+        result, _ = run_composition(step.capability, empty, ctx, step.step.timeout_s)
+    except Exception as error:  # the rows are accounted for already; keep the input's columns
+        context.log.warning(
+            f"batch '{step.name}': its capability failed on zero rows ({error}); the empty "
+            "result keeps the input's columns"
+        )
+        return empty
+    return as_table(result).slice(0, 0)
 
 
 def reconciliation(rows_in: int, processed: int, dead_lettered: int) -> str:
@@ -438,7 +477,11 @@ def run_chunk(
 
 
 def merge_chunks(
-    context: OpExecutionContext, frame: Frame, step: FrameStep, reported: list[ChunkOutcome]
+    context: OpExecutionContext,
+    frame: Frame,
+    step: FrameStep,
+    reported: list[ChunkOutcome],
+    batch_input: StepValue,
 ) -> Iterator[Output | AssetCheckEvaluation]:
     """Collect every chunk into one table, in row order, and reconcile the counts.
 
@@ -468,12 +511,19 @@ def merge_chunks(
     for outcome in outcomes:
         if outcome.output is not None:
             tables.append(as_table(outcome.output.load()))
-    merged = pa.concat_tables(tables, promote_options="permissive") if tables else pa.table({})
+    merged = (
+        pa.concat_tables(tables, promote_options="permissive")
+        if tables
+        else _empty_result(context, frame, step, batch_input)
+    )
     failed = [row for outcome in outcomes for row in outcome.failed_rows]
     processed = sum(o.chunk.stop - o.chunk.start - len(o.failed_rows) for o in outcomes)
     _check_every_row_once(step, outcomes, failed, rows_in)
     directory = run_artifacts_dir(context)
-    stored = store_value(context.op_handle.name, merged, directory)
+    # The batch's result is the template step's: a converge identifies its upstreams by it.
+    stored = dataclasses.replace(
+        store_value(context.op_handle.name, merged, directory), step=step.name
+    )
     assert isinstance(stored.payload, TableRef)
     by_status = {
         status: sum(1 for outcome in outcomes if outcome.status == status)

@@ -11,6 +11,7 @@ from mcp import Client
 from mcp.types import CallToolResult
 
 from marigold_dagster.mcp import ServerSettings
+from marigold_dagster.records.principals import APPROVERS_ENV, os_user_principal
 
 pytest.register_assert_rewrite("tests.marigold_dagster.mcp.story")
 
@@ -83,3 +84,16 @@ async def call_failing(
     body = answer.structured_content
     assert answer.is_error and body is not None and not body["ok"], (tool, body)
     return body["error"]
+
+
+@pytest.fixture(autouse=True)
+def approvers_map(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """The deployment's approver map: the OS user running the server may act as the approvers
+    of `contract_signoff` (finance_lead, cfo), so `--as cfo` decides as the CLI would."""
+    me = os_user_principal().name
+    path = tmp_path_factory.mktemp("approvers") / "approvers.yaml"
+    path.write_text(f"finance_lead: {{users: [{me}]}}\ncfo: {{users: [{me}]}}\n")
+    monkeypatch.setenv(APPROVERS_ENV, str(path))
+    return path

@@ -6,6 +6,7 @@ process. stdio: `marigold mcp` as a subprocess, as a desktop agent starts it.
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 import threading
@@ -108,6 +109,7 @@ def test_agent_story_over_stdio_on_postgresql(tmp_path: Path, postgres_url: str)
             IDENTITY,
         ],
         cwd=project,
+        env=dict(os.environ),  # the SDK passes a filtered environment: keep the approver map
     )
 
     async def main() -> Story:
