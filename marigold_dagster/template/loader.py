@@ -282,7 +282,8 @@ def _fields_at(loc: tuple[str | int, ...], step_kind: str | None = None) -> list
         model = inner
     names = [field.alias or name for name, field in model.model_fields.items()]
     if model in _STEP_TYPE.values():
-        names.sort(key=lambda name: _STEP_FIELD_ORDER.index(name))
+        order = {name: index for index, name in enumerate(_STEP_FIELD_ORDER)}
+        names.sort(key=lambda name: order.get(name, len(order)))  # a newer field goes last
     return names
 
 
