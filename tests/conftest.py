@@ -75,6 +75,7 @@ _LANE_OF_FIXTURE = {
     "dagster_deployment": ("integration", "slow"),
     "browser": ("integration", "slow"),
     "tls_server": ("slow",),
+    "llama_server": ("real_model", "slow"),
 }
 
 

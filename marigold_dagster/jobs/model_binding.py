@@ -21,6 +21,7 @@ from resources.sglang import SGLangResource
 SGLANG_URL_ENV = "MARIGOLD_SGLANG_URL"
 SGLANG_MODEL_ENV = "MARIGOLD_SGLANG_MODEL"
 SGLANG_API_KEY_ENV = "MARIGOLD_SGLANG_API_KEY"
+SERVER_KIND_ENV = "MARIGOLD_MODEL_SERVER_KIND"  # sglang (default) | openai: vLLM, llama.cpp, ...
 
 
 def model_backend(environ: Mapping[str, str] | None = None) -> str:
@@ -53,6 +54,7 @@ def model_resources(
                 base_url=url,
                 model=environ.get(SGLANG_MODEL_ENV) or None,
                 api_key=EnvVar(SGLANG_API_KEY_ENV) if environ.get(SGLANG_API_KEY_ENV) else None,
+                server=environ.get(SERVER_KIND_ENV, "").strip() or "sglang",  # type: ignore[arg-type]
             )
         else:
             bound[key] = OfflineModel()

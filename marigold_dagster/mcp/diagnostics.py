@@ -98,6 +98,11 @@ _CODES: dict[str, tuple[str, str, str]] = {
         "Steps depend on each other in a loop.",
         "Break the loop the message shows.",
     ),
+    "JOIN_NEEDS_ROWS": (
+        FRAME,
+        "A converge with `combine: join` has an upstream that does not hand on rows.",
+        "Use `combine: by_source`, or converge only steps that produce tables.",
+    ),
     "BRANCH_NOT_DECLARED": (
         FRAME,
         "A step follows a decision on a branch it does not declare.",
