@@ -28,11 +28,6 @@ _CODES: dict[str, tuple[str, str, str]] = {
         "YAML 1.1 reads an unquoted key such as `on`, `yes` or `off` as a boolean.",
         "Quote the key ('on': ...).",
     ),
-    "JOIN_NEEDS_ROWS": (
-        FRAME,
-        "A converge with `combine: join` has an upstream that hands on no rows.",
-        "Use `combine: by_source`, or join only row-producing upstreams.",
-    ),
     "UNKNOWN_COLUMN": (
         FRAME,
         "A step reads a field the rows reaching it do not have (the input declares columns).",
