@@ -92,7 +92,9 @@ class Catalog:
             try:
                 self._primitives[uses].Config.model_validate(config)
             except ValidationError as error:
-                raise CompositionError(config_findings(error, "with")) from None
+                raise CompositionError(
+                    config_findings(error, "with", self._primitives[uses].Config)
+                ) from None
             return assemble_composition(
                 [{"use": uses, "with": config}],
                 self._primitives,
@@ -115,7 +117,7 @@ class Catalog:
         try:
             pattern_config = pattern.Config.model_validate(config)
         except ValidationError as error:
-            raise CompositionError(config_findings(error, "with")) from None
+            raise CompositionError(config_findings(error, "with", pattern.Config)) from None
         return assemble_composition(
             pattern.expand(pattern_config),
             self._primitives,

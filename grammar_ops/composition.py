@@ -134,19 +134,58 @@ def _satisfies(actual: Kind, expected: Kind) -> bool:
     )
 
 
-def _suggest(name: str, known: Iterable[str]) -> str:
-    close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.6)
+def _suggest(name: str, known: Iterable[str], cutoff: float = 0.6) -> str:
+    close = difflib.get_close_matches(name, list(known), n=3, cutoff=cutoff)
     return f" Did you mean {', '.join(f'`{c}`' for c in close)}?" if close else ""
 
 
-def config_findings(error: ValidationError, location: str) -> list[Finding]:
-    """One `INVALID_CONFIG` finding per pydantic error, located at the offending field."""
+def config_findings(
+    error: ValidationError, location: str, model: type[BaseModel] | None = None
+) -> list[Finding]:
+    """One `INVALID_CONFIG` finding per pydantic error, located at the offending field.
+
+    With `model` (the config class that raised), an unknown key names the valid keys at its
+    level and the nearest one.
+    """
     findings = []
     for item in error.errors():
         field = ".".join(str(part) for part in item["loc"])
         where = f"{location}.{field}" if field else location
-        findings.append(Finding("INVALID_CONFIG", where, item["msg"]))
+        message = item["msg"]
+        if item["type"] == "extra_forbidden" and model is not None and item["loc"]:
+            key = str(item["loc"][-1])
+            valid = config_keys_at(model, tuple(item["loc"][:-1]))
+            if valid:
+                message = f"unknown key `{key}`.{_suggest(key, valid, 0.5)} Valid keys here: " + (
+                    ", ".join(valid)
+                )
+        findings.append(Finding("INVALID_CONFIG", where, message))
     return findings
+
+
+def config_keys_at(model: type[BaseModel], loc: tuple[str | int, ...]) -> list[str]:
+    """The keys (aliases where set) of the config model found at `loc` inside `model`."""
+    current: type[BaseModel] | None = model
+    for part in loc:
+        if isinstance(part, int) or current is None:
+            continue
+        field = current.model_fields.get(part) or next(
+            (f for f in current.model_fields.values() if f.alias == part), None
+        )
+        current = _model_in(field.annotation) if field is not None else None
+    if current is None:
+        return []
+    return [field.alias or name for name, field in current.model_fields.items()]
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
 
 
 def assemble_composition(
@@ -211,7 +250,7 @@ def assemble_composition(
         try:
             config = primitive.Config.model_validate(dict(raw_config))
         except ValidationError as error:
-            findings.extend(config_findings(error, f"{where}.with"))
+            findings.extend(config_findings(error, f"{where}.with", primitive.Config))
             continue
         steps.append(ComposedStep(primitive, config))
 

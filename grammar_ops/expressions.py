@@ -288,6 +288,15 @@ def parse_expression(text: str, *, aggregate: bool = False) -> Expression:
         ) from None
 
 
+def expression_fields(
+    path: tuple[str | int, ...], text: str | None, *, aggregate: bool = False
+) -> list[tuple[tuple[str | int, ...], str]]:
+    """The top-level fields an expression reads, each located at `path` (for `fields_read`)."""
+    if not text:
+        return []
+    return [(path, name) for name in sorted(parse_expression(text, aggregate=aggregate).fields)]
+
+
 def check_row_expression(text: str) -> str:
     """A pydantic validator: `text` if it parses as a row expression (ValueError otherwise)."""
     parse_expression(text)

@@ -9,6 +9,7 @@ Application capabilities (code a deployment registers) are primitives too, marke
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -17,6 +18,8 @@ from grammar_ops.context import PrimitiveContext
 from grammar_ops.contracts import Kind
 
 HandlerType = Literal["grammar", "application"]
+ConfigPath = tuple[str | int, ...]
+Columns = frozenset[str] | None  # the fields of rows, or None when not known before a run
 
 
 class NoConfig(BaseModel):
@@ -69,6 +72,28 @@ class Primitive(ABC):
 
     def reads_upstream(self, config: BaseModel) -> tuple[str, ...]:
         """Names of upstream steps whose results this primitive reads besides its input (joins)."""
+        return ()
+
+    def fields_read(self, config: BaseModel) -> tuple[tuple[ConfigPath, str], ...]:
+        """Fields of the input rows `config` reads (in expressions, `field:`, `by:`), each with
+        its path inside `with:`; checked at load time when the input's columns are known."""
+        return ()
+
+    def output_columns(
+        self, config: BaseModel, columns: Columns, inputs: Mapping[str, frozenset[str]]
+    ) -> Columns:
+        """The columns of the rows this primitive produces from rows with `columns`.
+
+        `inputs` holds the declared columns of template inputs. None means "not known before the
+        run", which stops the load-time field check downstream; that is the default.
+        """
+        return None
+
+    def branch_refs(self, config: BaseModel) -> tuple[tuple[tuple[str | int, ...], str], ...]:
+        """Branch names `config` may choose, each with its path inside `with:` (decide.* override).
+
+        The template loader checks them against the decision step's declared `branches:`.
+        """
         return ()
 
     @abstractmethod

@@ -18,7 +18,9 @@ CORRELATION_TAG = "marigold/correlation_id"
 KIND_TAG = "marigold/kind"
 PARENT_CORRELATION_TAG = "marigold/parent_correlation_id"
 PARENT_RUN_TAG = "marigold/parent_run_id"
+MODEL_BACKEND_TAG = "marigold/model_backend"  # `offline` or `sglang <urls>`: what ran the models
 PAUSED_AT_GATE = "marigold/paused_at_gate"
+REEXECUTION_OF_TAG = "marigold/reexecution_of"  # the run a re-execution re-executes
 STEP_KIND_TAG = "marigold/step_kind"
 TEMPLATE_TAG = "marigold/template"
 # Dagster's own run tag: whether a failed run is retried by the daemon (Dagster does not export

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,7 +23,7 @@ from grammar_ops.expressions import ExpressionError, JMESPathSelect, search_jmes
 from grammar_ops.failures import TransientError, transient_status
 from grammar_ops.findings import PrimitiveError
 from grammar_ops.network import HttpUrl, guarded_request
-from grammar_ops.primitive import Primitive, PrimitiveConfig
+from grammar_ops.primitive import Columns, Primitive, PrimitiveConfig
 
 MAX_DOCUMENT_BYTES = 100_000_000  # the largest `max_bytes` a config may set, per document
 MAX_DOCUMENTS_TOTAL_BYTES = 2_000_000_000  # the largest `max_total_bytes` a config may set
@@ -86,6 +87,13 @@ class ReadTable(Primitive):
     ignores_input = True
     produces = Kind.TABLE
     Config = ReadTableConfig
+
+    def output_columns(
+        self, config: Any, columns: Columns, inputs: Mapping[str, frozenset[str]]
+    ) -> Columns:
+        if config.columns:
+            return frozenset(config.columns)
+        return inputs.get(config.input) if config.input else None
 
     def reads_inputs(self, config: Any) -> tuple[str, ...]:
         return (config.input,) if config.input else ()

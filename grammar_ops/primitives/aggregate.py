@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 import pyarrow as pa
@@ -9,9 +10,9 @@ from pydantic import AfterValidator, Field, model_validator
 
 from grammar_ops.context import PrimitiveContext
 from grammar_ops.contracts import Kind
-from grammar_ops.expressions import check_row_expression
+from grammar_ops.expressions import check_row_expression, expression_fields
 from grammar_ops.findings import PrimitiveError
-from grammar_ops.primitive import Primitive, PrimitiveConfig
+from grammar_ops.primitive import Columns, ConfigPath, Primitive, PrimitiveConfig
 from grammar_ops.primitives.transform import evaluate_per_row
 from grammar_ops.rows import require_fields, rows_of, table_from_rows
 
@@ -44,6 +45,15 @@ class Count(Primitive):
     accepts = ROWS
     produces = Kind.TABLE
     Config = CountConfig
+
+    def fields_read(self, config: Any) -> tuple[tuple[ConfigPath, str], ...]:
+        by = [(("by", i), f) for i, f in enumerate(config.by)]
+        return (*by, *expression_fields(("where",), config.where))
+
+    def output_columns(
+        self, config: Any, columns: Columns, inputs: Mapping[str, frozenset[str]]
+    ) -> Columns:
+        return frozenset([*config.by, config.output_field])
 
     def run(self, value: Any, config: CountConfig, ctx: PrimitiveContext) -> pa.Table:
         table = _as_table(value)
@@ -114,6 +124,16 @@ class Group(Primitive):
     accepts = ROWS
     produces = Kind.TABLE
     Config = GroupConfig
+
+    def fields_read(self, config: Any) -> tuple[tuple[ConfigPath, str], ...]:
+        by = [(("by", i), f) for i, f in enumerate(config.by)]
+        metrics = [(("metrics", i, "field"), m.field) for i, m in enumerate(config.metrics)]
+        return (*by, *metrics)
+
+    def output_columns(
+        self, config: Any, columns: Columns, inputs: Mapping[str, frozenset[str]]
+    ) -> Columns:
+        return frozenset([*config.by, *(m.name for m in config.metrics)])
 
     def run(self, value: Any, config: GroupConfig, ctx: PrimitiveContext) -> pa.Table:
         table = _as_table(value)

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field
 
 from grammar_ops.context import PrimitiveContext
 from grammar_ops.contracts import Kind
-from grammar_ops.expressions import ExpressionError, check_aggregate_expression, parse_expression
+from grammar_ops.expressions import (
+    ExpressionError,
+    check_aggregate_expression,
+    expression_fields,
+    parse_expression,
+)
 from grammar_ops.findings import PrimitiveError
-from grammar_ops.primitive import Primitive, PrimitiveConfig
+from grammar_ops.primitive import Columns, ConfigPath, Primitive, PrimitiveConfig
 from grammar_ops.rows import require_fields, rows_of
 
 AggregateExpression = Annotated[str, AfterValidator(check_aggregate_expression)]
@@ -53,6 +59,14 @@ class Condition(Primitive):
     accepts = ROW_KINDS
     produces = None
     Config = ConditionConfig
+
+    def fields_read(self, config: Any) -> tuple[tuple[ConfigPath, str], ...]:
+        return tuple(expression_fields(("condition",), config.condition, aggregate=True))
+
+    def output_columns(
+        self, config: Any, columns: Columns, inputs: Mapping[str, frozenset[str]]
+    ) -> Columns:
+        return columns
 
     def run(self, value: Any, config: ConditionConfig, ctx: PrimitiveContext) -> Any:
         if not evaluate_aggregate(config.condition, value, "assert.condition"):

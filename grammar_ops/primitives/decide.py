@@ -13,9 +13,10 @@ from pydantic import Field, field_validator
 
 from grammar_ops.context import PrimitiveContext
 from grammar_ops.contracts import Decision, Kind
+from grammar_ops.expressions import expression_fields
 from grammar_ops.findings import PrimitiveError
 from grammar_ops.model import ModelCall
-from grammar_ops.primitive import Primitive, PrimitiveConfig
+from grammar_ops.primitive import ConfigPath, Primitive, PrimitiveConfig
 from grammar_ops.primitives.assertion import ROW_KINDS, AggregateExpression, evaluate_aggregate
 from grammar_ops.primitives.llm import call_models
 from grammar_ops.rows import preview_text
@@ -77,6 +78,22 @@ class Rules(Primitive):
     produces = Kind.DECISION
     Config = RulesConfig
 
+    def fields_read(self, config: Any) -> tuple[tuple[ConfigPath, str], ...]:
+        return tuple(
+            read
+            for i, rule in enumerate(config.rules)
+            for read in expression_fields(("rules", i, "if"), rule.if_, aggregate=True)
+        )
+
+    def branch_refs(self, config: Any) -> tuple[tuple[tuple[str | int, ...], str], ...]:
+        refs: list[tuple[tuple[str | int, ...], str]] = [
+            (("rules", i, "then", j), branch)
+            for i, rule in enumerate(config.rules)
+            for j, branch in enumerate(rule.then)
+        ]
+        refs.extend((("else", j), branch) for j, branch in enumerate(config.else_))
+        return tuple(refs)
+
     def run(self, value: Any, config: RulesConfig, ctx: PrimitiveContext) -> Decision:
         chosen: list[str] = []
         reasons: list[str] = []
@@ -136,6 +153,12 @@ class ModelDecision(Primitive):
 
     def model_role(self, config: Any) -> str | None:
         return str(config.model)
+
+    def branch_refs(self, config: Any) -> tuple[tuple[tuple[str | int, ...], str], ...]:
+        return tuple(
+            (("branches", j if isinstance(config.branches, list) else name), name)
+            for j, name in enumerate(config.branches)
+        )
 
     def run(self, value: Any, config: ModelDecisionConfig, ctx: PrimitiveContext) -> Decision:
         names = list(config.branches)

@@ -20,7 +20,7 @@ from grammar_ops.contracts import Kind
 from grammar_ops.failures import TransientError
 from grammar_ops.findings import PrimitiveError
 from grammar_ops.model import ModelCall, ModelError, ModelReply
-from grammar_ops.primitive import Primitive, PrimitiveConfig
+from grammar_ops.primitive import Columns, ConfigPath, Primitive, PrimitiveConfig
 from grammar_ops.primitives.transform import TABULAR
 from grammar_ops.rows import preview_text, require_fields, rows_of
 from grammar_ops.schemas import check_json_schema
@@ -117,6 +117,14 @@ class Classify(Primitive):
     produces = None
     Config = ClassifyConfig
 
+    def fields_read(self, config: Any) -> tuple[tuple[ConfigPath, str], ...]:
+        return ((("field",), config.field),)
+
+    def output_columns(
+        self, config: Any, columns: Columns, inputs: Mapping[str, frozenset[str]]
+    ) -> Columns:
+        return None if columns is None else columns | {config.output_field}
+
     def model_role(self, config: Any) -> str | None:
         return str(config.model)
 
@@ -200,6 +208,17 @@ class Extract(Primitive):
     accepts = TABULAR
     produces = None
     Config = ExtractConfig
+
+    def fields_read(self, config: Any) -> tuple[tuple[ConfigPath, str], ...]:
+        return ((("field",), config.field),)
+
+    def output_columns(
+        self, config: Any, columns: Columns, inputs: Mapping[str, frozenset[str]]
+    ) -> Columns:
+        if columns is None:
+            return None
+        properties = config.json_schema.get("properties") or {}
+        return columns | {f"{config.prefix}{name}" for name in properties}
 
     def model_role(self, config: Any) -> str | None:
         return str(config.model)

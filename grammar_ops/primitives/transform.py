@@ -7,6 +7,7 @@ Tables stay pyarrow tables (column types are kept) and records stay records.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 import pyarrow as pa
@@ -18,11 +19,12 @@ from grammar_ops.expressions import (
     ExpressionError,
     JMESPathSelect,
     check_row_expression,
+    expression_fields,
     parse_expression,
     search_jmespath,
 )
 from grammar_ops.findings import PrimitiveError
-from grammar_ops.primitive import Primitive, PrimitiveConfig
+from grammar_ops.primitive import Columns, ConfigPath, Primitive, PrimitiveConfig
 from grammar_ops.primitives.acquire import ReadTable, ReadTableConfig
 from grammar_ops.rows import require_fields, rows_of, table_from_rows
 
@@ -65,6 +67,14 @@ class Select(Primitive):
     produces = None
     Config = SelectConfig
 
+    def fields_read(self, config: Any) -> tuple[tuple[ConfigPath, str], ...]:
+        return tuple((("fields", i), f) for i, f in enumerate(config.fields))
+
+    def output_columns(
+        self, config: Any, columns: Columns, inputs: Mapping[str, frozenset[str]]
+    ) -> Columns:
+        return frozenset(config.fields)
+
     def run(self, value: Any, config: SelectConfig, ctx: PrimitiveContext) -> Any:
         require_fields(config.fields, value, "transform.select")
         if isinstance(value, pa.Table):
@@ -85,6 +95,16 @@ class Rename(Primitive):
     accepts = TABULAR
     produces = None
     Config = RenameConfig
+
+    def fields_read(self, config: Any) -> tuple[tuple[ConfigPath, str], ...]:
+        return tuple((("fields", old), old) for old in config.fields)
+
+    def output_columns(
+        self, config: Any, columns: Columns, inputs: Mapping[str, frozenset[str]]
+    ) -> Columns:
+        if columns is None:
+            return None
+        return frozenset(config.fields.get(c, c) for c in columns)
 
     def run(self, value: Any, config: RenameConfig, ctx: PrimitiveContext) -> Any:
         require_fields(config.fields, value, "transform.rename")
@@ -112,6 +132,14 @@ class Filter(Primitive):
     accepts = TABULAR
     produces = None
     Config = FilterConfig
+
+    def fields_read(self, config: Any) -> tuple[tuple[ConfigPath, str], ...]:
+        return tuple(expression_fields(("where",), config.where))
+
+    def output_columns(
+        self, config: Any, columns: Columns, inputs: Mapping[str, frozenset[str]]
+    ) -> Columns:
+        return columns
 
     def run(self, value: Any, config: FilterConfig, ctx: PrimitiveContext) -> Any:
         keep = [bool(v) for v in evaluate_per_row(config.where, value, "transform.filter")]
@@ -143,6 +171,19 @@ class Derive(Primitive):
     accepts = TABULAR
     produces = None
     Config = DeriveConfig
+
+    def fields_read(self, config: Any) -> tuple[tuple[ConfigPath, str], ...]:
+        derived: set[str] = set()
+        read = []
+        for name, text in config.fields.items():
+            read += [r for r in expression_fields(("fields", name), text) if r[1] not in derived]
+            derived.add(name)
+        return tuple(read)
+
+    def output_columns(
+        self, config: Any, columns: Columns, inputs: Mapping[str, frozenset[str]]
+    ) -> Columns:
+        return None if columns is None else columns | set(config.fields)
 
     def run(self, value: Any, config: DeriveConfig, ctx: PrimitiveContext) -> Any:
         for name, text in config.fields.items():

@@ -17,7 +17,7 @@ from marigold_dagster.mcp.command import mcp_command
 from marigold_dagster.records.lineage import lineage_command
 from marigold_dagster.records.run_history import runs_command
 from marigold_dagster.runs.dry_run import dry_run_planning
-from marigold_dagster.runs.gate_commands import approve, reject, resume
+from marigold_dagster.runs.gate_commands import EXIT_PAUSED, approve, reject, resume
 from marigold_dagster.runs.local_run import run_locally
 from marigold_dagster.template.loader import load_templates
 
@@ -56,17 +56,35 @@ def _fail(message: str) -> None:
     default=None,
     help="Chain this task under another task's correlation id.",
 )
+@click.option(
+    "--verbose", is_flag=True, help="Also print Dagster's own log (events, stack traces)."
+)
 def run(
-    template: str, templates_dir: Path, inputs: tuple[str, ...], parent_correlation_id: str | None
+    template: str,
+    templates_dir: Path,
+    inputs: tuple[str, ...],
+    parent_correlation_id: str | None,
+    verbose: bool,
 ) -> None:
-    """Run TEMPLATE's job to completion on the local Dagster instance and summarise it."""
+    """Run TEMPLATE's job to completion on the local Dagster instance and summarise it.
+
+    Exit status: 0 the run succeeded, 1 it failed (each failure is named once, in the
+    summary), 3 it is paused at a gate waiting for a decision (the command to approve it is
+    printed).
+    """
     try:
         outcome = run_locally(
-            template, templates_dir, _inputs(inputs), parent_correlation_id=parent_correlation_id
+            template,
+            templates_dir,
+            _inputs(inputs),
+            parent_correlation_id=parent_correlation_id,
+            log_level="DEBUG" if verbose else "CRITICAL",
         )
     except (MarigoldError, TemplatesInvalid) as error:
         _fail(str(error))
         return
+    for broken in outcome.broken_templates:
+        click.echo(f"warning: not loaded, so not runnable until fixed: {broken}", err=True)
     click.echo(outcome.summary.render())
     click.echo("\nStep outputs:")
     for step, value in outcome.outputs.items():
@@ -87,6 +105,15 @@ def run(
         f"See it in the UI: DAGSTER_HOME={outcome.dagster_home} {dagster} dev, "
         f"then Runs -> {outcome.summary.run_id[:8]}"
     )
+    if outcome.paused_at:
+        run_id = outcome.summary.run_id
+        for gate in outcome.paused_at:
+            click.echo(
+                f"\nPaused at gate '{gate}', waiting for a decision. Approve it with:\n"
+                f'  marigold approve {run_id} --step {gate} --by NAME --reason "..."\n'
+                f"or reject it with `marigold reject` (same options)."
+            )
+        sys.exit(EXIT_PAUSED)
     if not outcome.success:
         sys.exit(1)
 

@@ -2,7 +2,10 @@
 
 Each template declares `AssetSpec`s with `deps` following its data flow, so the Dagster asset
 graph draws input -> steps -> plan -> planned steps -> result; runs report materializations of
-them (with audit and provenance metadata) from inside the ops.
+them (with audit and provenance metadata) from inside the ops. A step asset is declared only
+where runs record it (`Frame.materializes`), so the catalog never shows a step that ran as never
+materialized; lineage passes through the steps left out. Inputs are observed by the steps
+that read them.
 
 What is only known at run time is a dynamic partition of a declared asset: each planned step
 is a partition (its planned id) of `<template>/<step>/planned`, and each run's decision of a
@@ -25,6 +28,21 @@ from marigold_dagster.keys import (
 )
 from marigold_dagster.template.frame import Frame
 from marigold_dagster.template.model import StepKind
+
+
+def _declared_deps(frame: Frame, name: str) -> list[AssetKey]:
+    """The declared assets step `name` reads: template inputs, and upstream steps that record
+    a materialization, looking through those that do not (their lineage passes on)."""
+    deps: list[AssetKey] = []
+    step = frame.steps[name]
+    if step.composition is not None:
+        deps += [input_asset_key(frame.name, n) for n in sorted(step.composition.template_inputs)]
+    for upstream in step.step.depends_on:
+        if frame.materializes(upstream):
+            deps.append(step_asset_key(frame.name, upstream))
+        else:
+            deps += _declared_deps(frame, upstream)
+    return list(dict.fromkeys(deps))
 
 
 def template_asset_specs(frame: Frame) -> list[AssetSpec]:
@@ -52,9 +70,7 @@ def template_asset_specs(frame: Frame) -> list[AssetSpec]:
         for input_name, input_spec in frame.template.inputs.items()
     ]
     for step in frame:
-        deps = [step_asset_key(name, upstream) for upstream in step.step.depends_on]
-        if step.composition is not None:
-            deps += [input_asset_key(name, n) for n in sorted(step.composition.template_inputs)]
+        deps = _declared_deps(frame, step.name)
         if step.kind is StepKind.PLANNING:
             plan, planned = (
                 plan_asset_key(name, step.name),
@@ -83,6 +99,8 @@ def template_asset_specs(frame: Frame) -> list[AssetSpec]:
                 )
             )
             deps = [*deps, gate]
+        if not frame.materializes(step.name):
+            continue  # declared only where runs record it, so the catalog matches what ran
         specs.append(
             spec(
                 step_asset_key(name, step.name),

@@ -19,11 +19,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from dagster import ExecutorDefinition, JobDefinition, OpDefinition, ResourceDefinition, graph
+from dagster import (
+    ExecutorDefinition,
+    In,
+    JobDefinition,
+    OpDefinition,
+    Out,
+    ResourceDefinition,
+    graph,
+)
 
 from marigold_dagster.jobs.batch_ops import build_chunk_op, build_merge_op, build_split_op
 from marigold_dagster.jobs.deployment_resources import fixed_resources
 from marigold_dagster.jobs.gate_ops import build_gate_op
+from marigold_dagster.jobs.model_binding import model_backend
 from marigold_dagster.jobs.planning_ops import (
     build_collect_op,
     build_fanout_op,
@@ -34,11 +43,13 @@ from marigold_dagster.jobs.planning_ops import (
 from marigold_dagster.jobs.step_ops import build_converge_op, build_decision_op, build_task_op
 from marigold_dagster.keys import (
     APPROVED,
+    MODEL_BACKEND_TAG,
     PREVIOUS,
     RETRY_ON_FAILURE_TAG,
     TEMPLATE_TAG,
     TEMPLATE_VERSION_TAG,
 )
+from marigold_dagster.records.correlation import trace_run
 from marigold_dagster.template.frame import Frame, FrameStep
 from marigold_dagster.template.model import StepKind
 
@@ -105,7 +116,18 @@ def _scoped(template: str, built: Any) -> Any:
     config under `ops:`) as the author wrote them.
     """
     if isinstance(built, OpDefinition):
-        return built.with_replaced_properties(name=f"{template}__{built.name}").alias(built.name)
+        return OpDefinition(
+            name=f"{template}__{built.name}",
+            ins={d.name: In.from_definition(d) for d in built.input_defs},
+            outs={d.name: Out.from_definition(d) for d in built.output_defs},
+            compute_fn=_traced(built.compute_fn),
+            config_schema=built.config_schema,
+            description=built.description,
+            tags=built.tags,
+            required_resource_keys=built.required_resource_keys,
+            retry_policy=built.retry_policy,
+            pool=built.pool,
+        ).alias(built.name)
     if isinstance(built, (list, tuple)):
         return type(built)(_scoped(template, item) for item in built)
     if isinstance(built, PlanningOps):
@@ -113,6 +135,18 @@ def _scoped(template: str, built: Any) -> Any:
             **{f.name: _scoped(template, getattr(built, f.name)) for f in fields(built)}
         )
     raise TypeError(f"cannot scope {built!r}")
+
+
+def _traced(compute: Any) -> Any:
+    """`compute` preceded by `trace_run`: whichever op runs first tags the run with its task,
+    however the run was launched (Launchpad, GraphQL, CLI, schedule, sensor, re-execution)."""
+
+    # Unannotated: Dagster reads the `context` annotation, and this module's are strings.
+    def compute_traced(context, inputs):  # type: ignore[no-untyped-def]
+        trace_run(context.instance, context.run, {MODEL_BACKEND_TAG: model_backend()})
+        yield from compute(context, inputs)
+
+    return compute_traced
 
 
 def compile_frame(
@@ -178,8 +212,9 @@ def compile_frame(
         TEMPLATE_VERSION_TAG: str(frame.template.version),
     }
     if any(step.kind is StepKind.GATE for step in frame):
-        # A paused gate ends its run as an op failure: the run-retry daemon (`run_retries` in
-        # dagster.yaml) must not relaunch it to pause again. Op-level retries still apply.
+        # A failed run of a gated template is not relaunched whole by the run-retry daemon
+        # (`run_retries` in dagster.yaml): a relaunch would ask the gate again. Op-level retries
+        # still apply; a paused run ends successfully and is never retried.
         tags[RETRY_ON_FAILURE_TAG] = "false"
     return template_graph.to_job(
         resource_defs=fixed_resources(resource_defs or {}),

@@ -3,7 +3,7 @@ and the sensors and schedules the templates' triggers declare."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from marigold_dagster.jobs.gate_ops import gate_decision_job
 from marigold_dagster.jobs.model_binding import model_resources
 from marigold_dagster.jobs.sensors import build_run_summary_sensors
 from marigold_dagster.jobs.triggers import build_triggers, check_triggers
+from marigold_dagster.template.frame import Frame
 from marigold_dagster.template.loader import load_templates
 
 
@@ -38,10 +39,25 @@ def build_defs(
         TemplatesInvalid: when any template has problems (each with file:line and field), so
             `dagster definitions validate` fails with that message.
     """
-    frames = load_templates(templates_dir, catalog)
-    trigger_errors = check_triggers(frames)
-    if trigger_errors:
-        raise TemplatesInvalid(trigger_errors)
+    return defs_for_frames(load_templates(templates_dir, catalog), resources=resources)
+
+
+def defs_for_frames(
+    frames: Sequence[Frame],
+    *,
+    resources: Mapping[str, Any] | None = None,
+    triggers: bool = True,
+) -> Definitions:
+    """`Definitions` for already loaded templates (`triggers=False`: jobs and assets only, for
+    running one template when others in its folder are broken).
+
+    Raises:
+        TemplatesInvalid: when a trigger names a template or input that is not there.
+    """
+    if triggers:
+        trigger_errors = check_triggers(frames)
+        if trigger_errors:
+            raise TemplatesInvalid(trigger_errors)
     keys = {key for frame in frames for key in frame.template.models.values()}
     # Step outputs persist even in `execute_in_process` (which swaps Dagster's default IO manager
     # for an in-memory one), so every run can be re-executed from failure, e.g. past a gate.
@@ -50,11 +66,14 @@ def build_defs(
         {"io_manager": FilesystemIOManager(), **model_resources(keys), **(resources or {})}
     )
     jobs = [compile_frame(frame) for frame in frames]
-    triggers = build_triggers(frames, jobs)
+    built = build_triggers(frames, jobs) if triggers else None
     return Definitions(
         assets=[spec for frame in frames for spec in template_asset_specs(frame)],
         jobs=[*jobs, gate_decision_job],
-        sensors=[*build_run_summary_sensors(frames, jobs), *triggers.sensors],
-        schedules=triggers.schedules,
+        sensors=[
+            *build_run_summary_sensors(frames, jobs),
+            *(built.sensors if built else []),
+        ],
+        schedules=built.schedules if built else [],
         resources=bound,
     )

@@ -1,16 +1,18 @@
 """The ops of human gates: the gate step itself and the job that records a decision.
 
 A gate step never waits inside a worker. When its run reaches it with no decision recorded,
-the op fails with `PAUSED_AT_GATE` in the failure metadata (the prompt, who may decide, the
-command and the job to decide with), so the run ends there and holds nothing; the steps below
-the gate do not run. After a decision, the run is re-executed from failure: nothing before the
-gate runs again, and the re-executed gate op reads the decision:
+the op records the pause (an engine event with `PAUSED_AT_GATE` in its metadata: the prompt,
+who may decide, the command and the job to decide with), tags the run with it, and ends without
+any output: the steps below the gate are skipped and the run ends successfully, holding
+nothing. After a decision, the gate and what follows are re-executed from the paused run's
+stored outputs: nothing before the gate runs again, and the re-executed gate op reads the
+decision:
 
 - approve: the gate emits `approved`, its input passed through, and the branch below runs;
 - reject (or `timeout_s` passed without a decision): `approved` is not emitted, so Dagster
   skips everything below the gate and the run succeeds; `decided` says who rejected and why.
 
-`decided` is always emitted once the gate has a decision, as a decision's is, so a converge
+`decided` is emitted once the gate has a decision, as a decision's is, so a converge
 below the gate can use it as its sentinel.
 """
 
@@ -60,7 +62,10 @@ def build_gate_op(frame: Frame, step: FrameStep) -> OpDefinition:
         compute_fn=compute,
         name=step.name,
         ins={dep: In(StepValue) for dep in declared},
-        outs={APPROVED: Out(StepValue, is_required=False), DECIDED: Out(StepValue)},
+        outs={
+            APPROVED: Out(StepValue, is_required=False),
+            DECIDED: Out(StepValue, is_required=False),  # not emitted while paused
+        },
         description=describe_gate(step),
         tags=op_tags(frame, step),
         pool=step.step.pool,
@@ -113,7 +118,8 @@ def record_gate_decision(context: OpExecutionContext) -> None:
         raise Failure(str(error), allow_retries=False) from error
     context.log.info(
         f"gate '{recorded.step}' of run {recorded.run_id} {recorded.describe()}; "
-        "open that run and click 'Re-execute from failure' to resume it"
+        f"resume it with `marigold resume {recorded.run_id}` (or in the UI re-execute that run "
+        f"from '{recorded.step}' and downstream)"
     )
 
 
@@ -123,9 +129,9 @@ def record_gate_decision(context: OpExecutionContext) -> None:
         "Approve or reject a run paused at a Marigold gate. Launch with config "
         f"ops.{DECISION_OP}.config = {{run_id, step, decision: approve|reject, by, reason}}; "
         "the decision is recorded in this instance (an observation of asset "
-        "[template, step, gate]). Then open the paused run and "
-        "click 'Re-execute from failure' (or run `marigold resume RUN_ID`): steps before the "
-        "gate do not run again, and the gate passes its input on or ends its branch. The "
+        "[template, step, gate]). Then run `marigold resume RUN_ID` (or open the paused run "
+        "and re-execute the gate step and downstream): steps before the gate do not run "
+        "again, and the gate passes its input on or ends its branch. The "
         "decider is the user in the run tag named by MARIGOLD_GATE_PRINCIPAL_TAG, which the "
         "deployment's authentication must set; without it this job refuses to decide."
     ),

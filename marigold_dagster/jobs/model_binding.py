@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
+from urllib.parse import urlsplit, urlunsplit
 
 from dagster import ConfigurableResource, EnvVar
 
@@ -25,6 +26,23 @@ SGLANG_URL_ENV = "MARIGOLD_SGLANG_URL"
 SGLANG_MODEL_ENV = "MARIGOLD_SGLANG_MODEL"
 SGLANG_API_KEY_ENV = "MARIGOLD_SGLANG_API_KEY"
 SERVER_KIND_ENV = "MARIGOLD_MODEL_SERVER_KIND"  # sglang (default) | openai: vLLM, llama.cpp, ...
+
+
+def model_backend(environ: Mapping[str, str] | None = None) -> str:
+    """What `model_resources` binds in this environment, as a run tag: `offline` or
+    `sglang <url>[,<url>...]` (URLs without any user or password)."""
+    environ = os.environ if environ is None else environ
+    urls = [u.strip() for u in environ.get(SGLANG_URL_ENV, "").split(",") if u.strip()]
+    if not urls:
+        return "offline"
+    return "sglang " + ",".join(_without_credentials(url) for url in urls)
+
+
+def _without_credentials(url: str) -> str:
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def model_resources(

@@ -91,7 +91,9 @@ def build_converge_op(frame: Frame, step: FrameStep) -> OpDefinition:
     ) -> Iterator[Output]:
         yield from run_converge(context, frame, step, inputs)
 
-    return _op(frame, step, compute, {RESULT: Out(StepValue)}, ins={UPSTREAM: In(list)})
+    # optional: a converge below a gate the run is paused at ends without output
+    result = Out(StepValue, is_required=False)
+    return _op(frame, step, compute, {RESULT: result}, ins={UPSTREAM: In(list)})
 
 
 def _op(

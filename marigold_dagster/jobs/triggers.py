@@ -53,7 +53,7 @@ from marigold_dagster.jobs.launch_inputs import (
     input_run_config,
     run_config_inputs,
 )
-from marigold_dagster.keys import PARENT_RUN_TAG, TRIGGER_FILE_TAG, TRIGGER_TAG
+from marigold_dagster.keys import PARENT_RUN_TAG, PAUSED_AT_GATE, TRIGGER_FILE_TAG, TRIGGER_TAG
 from marigold_dagster.records.correlation import correlation_id_of, launch_tags
 from marigold_dagster.template.frame import Frame
 from marigold_dagster.template.model import AfterTrigger
@@ -202,6 +202,11 @@ def after_sensor(
         run = context.dagster_run
         if run.job_name != parent.name:
             return SkipReason(f"run {run.run_id} is of '{run.job_name}', not '{parent.name}'")
+        if run.tags.get(PAUSED_AT_GATE):
+            return SkipReason(
+                f"run {run.run_id} is paused at gate '{run.tags[PAUSED_AT_GATE]}', not finished; "
+                "the run that resumes it counts"
+            )
         inputs = follow_up_inputs(frame, trigger, parent, run)
         return RunRequest(
             run_key=f"after:{run.run_id}",

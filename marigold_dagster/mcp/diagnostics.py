@@ -23,6 +23,16 @@ _CODES: dict[str, tuple[str, str, str]] = {
         "The text is not valid YAML (or not UTF-8).",
         "Fix the YAML at the line given.",
     ),
+    "YAML_BOOLEAN_KEY": (
+        TEMPLATE,
+        "YAML 1.1 reads an unquoted key such as `on`, `yes` or `off` as a boolean.",
+        "Quote the key ('on': ...).",
+    ),
+    "UNKNOWN_COLUMN": (
+        FRAME,
+        "A step reads a field the rows reaching it do not have (the input declares columns).",
+        "Use one of the columns the message lists, or fix the earlier step that names it.",
+    ),
     "OVER_LIMIT": (
         TEMPLATE,
         "The YAML is over a size, depth or alias limit.",

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dagster import DagsterRunStatus
 
 from marigold_dagster.jobs.launch_inputs import input_run_config
-from marigold_dagster.keys import CORRELATION_TAG
+from marigold_dagster.keys import CORRELATION_TAG, PAUSED_AT_GATE
 from marigold_dagster.mcp.failures import ToolProblem
 from marigold_dagster.mcp.models import (
     DryRunResult,
@@ -224,17 +224,20 @@ def do_decision(
         by=recorded.by,
         reason=recorded.reason,
         resumed_run_id=resumed.run_id if resumed else None,
-        resumed_status=resumed.status if resumed else None,
+        resumed_status=(("PAUSED" if resumed.paused_at else resumed.status) if resumed else None),
     )
 
 
 def preview_resume(settings: ServerSettings, run_id: str) -> list[str]:
     with instance_of(settings) as instance:
         facts = facts_of(instance, run_id)
+        if facts.status == "PAUSED":
+            gate = instance.get_run_by_id(run_id).tags[PAUSED_AT_GATE]  # type: ignore[union-attr]
+            return [f"re-execute run {run_id} from gate '{gate}': the gate and what follows it"]
         if facts.status != DagsterRunStatus.FAILURE.value:
             raise ToolProblem(
                 "INVALID_ARGUMENT",
-                f"run {run_id} is {facts.status}; only a failed run can be resumed",
+                f"run {run_id} is {facts.status}; only a failed or paused run can be resumed",
             )
         left = steps_left(instance, run_id)
     if not left:
@@ -245,9 +248,8 @@ def preview_resume(settings: ServerSettings, run_id: str) -> list[str]:
 def do_resume(settings: ServerSettings, run_id: str) -> ResumeResult:
     with instance_of(settings) as instance:
         resumed = resume_run(instance, run_id, settings.definitions_file, log_level="WARNING")
-    return ResumeResult(
-        parent_run_id=resumed.parent_run_id, run_id=resumed.run_id, status=resumed.status
-    )
+    status = "PAUSED" if resumed.paused_at else resumed.status
+    return ResumeResult(parent_run_id=resumed.parent_run_id, run_id=resumed.run_id, status=status)
 
 
 def _reprocess_plan(

@@ -1,13 +1,16 @@
 """Gate decisions: who approved or rejected a paused gate, and why, kept in the Dagster instance.
 
-A gate pauses a run by failing its step with `PAUSED_AT_GATE` in the failure metadata (see
-`marigold_dagster.jobs.gate_ops`); that failure event is the pause record. A decision is a runless
+A gate pauses a run by recording an engine event on its step with `PAUSED_AT_GATE` in the
+metadata and ending without output, so the run ends successfully and is tagged as paused at the
+gate (see `marigold_dagster.runtime.gates`); that engine event is the pause record (runs from
+before this design paused by failing the step, and their failure event is read the same way).
+A decision is a runless
 `AssetObservation` on the asset key `[template, step, "gate"]` whose partition is the id of the
 paused run, so decisions are durable, listed on that asset's page in the Dagster UI (one entry
 per decision, with who, what and why), and found by run id with one indexed query.
 
 A re-executed run reads decisions for itself and every run it descends from, so the gate of a
-run resumed from failure finds the decision recorded for the run that paused.
+resumed run finds the decision recorded for the run that paused.
 
     >>> record_decision(instance, run_id, "sign_off", "approve", by="alice", reason="checked")
     >>> gate_state(instance, run_id, "sign_off").status
@@ -28,7 +31,7 @@ from dagster import (
     DagsterEventType,
     DagsterInstance,
     DagsterRun,
-    DagsterRunStatus,
+    EventLogEntry,
     MetadataValue,
 )
 
@@ -154,7 +157,10 @@ def pause_metadata(
         keys.DECISION_JOB_CONFIG_KEY: MetadataValue.json(
             {"ops": {DECISION_OP: {"config": config}}}
         ),
-        keys.THEN_KEY: "re-execute this run from failure (UI button, or `marigold resume`)",
+        keys.THEN_KEY: (
+            "re-execute this run from the gate and downstream (`marigold resume`, or in the UI "
+            "Re-execute with the gate step and downstream selected)"
+        ),
     }
     if timeout_s is not None:
         metadata[keys.TIMEOUT_S_KEY] = float(timeout_s)
@@ -177,15 +183,15 @@ def find_pause(instance: DagsterInstance, run_ids: Sequence[str], step: str) -> 
     """The latest pause of gate `step` in any of `run_ids` (a lineage, newest first)."""
     for run_id in run_ids:
         records = instance.get_records_for_run(
-            run_id, of_type=DagsterEventType.STEP_FAILURE, ascending=False
+            run_id,
+            of_type={DagsterEventType.ENGINE_EVENT, DagsterEventType.STEP_FAILURE},
+            ascending=False,
         ).records
         for record in records:
             entry = record.event_log_entry
-            event = entry.dagster_event
-            if entry.step_key != step or event is None or event.step_failure_data is None:
+            if entry.step_key != step:
                 continue
-            user = event.step_failure_data.user_failure_data
-            metadata = {k: v.value for k, v in (user.metadata if user else {}).items()}
+            metadata = pause_record(entry)
             if metadata.get(PAUSED_AT_GATE) != step:
                 continue
             timeout = metadata.get(keys.TIMEOUT_S_KEY)
@@ -201,6 +207,23 @@ def find_pause(instance: DagsterInstance, run_ids: Sequence[str], step: str) -> 
                 paused_at=metadata_float(metadata, keys.PAUSED_AT_KEY, entry.timestamp),
             )
     return None
+
+
+def pause_record(entry: EventLogEntry) -> dict[str, Any]:
+    """The metadata of a pause in `entry` (a gate's engine event, or an older run's step
+    failure), or an empty dict when `entry` records no pause."""
+    event = entry.dagster_event
+    if event is None:
+        return {}
+    if event.event_type is DagsterEventType.ENGINE_EVENT and event.engine_event_data:
+        raw = event.engine_event_data.metadata
+    elif event.event_type is DagsterEventType.STEP_FAILURE and event.step_failure_data:
+        user = event.step_failure_data.user_failure_data
+        raw = user.metadata if user else {}
+    else:
+        return {}
+    metadata = {k: v.value for k, v in raw.items()}
+    return metadata if PAUSED_AT_GATE in metadata else {}
 
 
 def find_decisions(
@@ -298,7 +321,8 @@ def record_decision(
     principal is recorded beside the claimed name.
 
     The decision is appended to the instance (see the module docstring) and noted in the paused
-    run's event log; resuming the run (re-execution from failure) lets the gate act on it.
+    run's event log; resuming the run (re-executing the gate and what follows) lets the gate
+    act on it.
 
     Raises:
         GateDecisionError: the run is not paused at that gate, it was already decided, `by` is
@@ -318,7 +342,7 @@ def record_decision(
         raise GateDecisionError(f"no run {run_id} in this Dagster instance")
     lineage = reexecution_chain(instance, run_id)
     pause = find_pause(instance, lineage[:1], step)
-    if pause is None or run.status is not DagsterRunStatus.FAILURE:
+    if pause is None or not run.is_finished:
         raise GateDecisionError(_not_paused_message(instance, run_id, step))
     at = time.time() if now is None else now
     state = decide_gate(pause, find_decisions(instance, pause.template, step, lineage), at)
@@ -344,7 +368,7 @@ def record_decision(
         raise GateTimedOut(
             f"gate '{step}' of run {run_id} {pause.timeout_detail()} (deadline "
             f"{iso(pause.deadline or 0)}); it counts as rejected. Resume the run "
-            f"(`marigold resume {run_id}` or Re-execute from failure) to end that branch"
+            f"(`marigold resume {run_id}`) to end that branch"
         )
     recorded = GateDecision(
         run_id,
@@ -382,7 +406,8 @@ def record_decision(
 def _note_in_run(instance: DagsterInstance, run: DagsterRun, decision: GateDecision) -> None:
     """Show the decision in the paused run's own event log, where an operator looks first."""
     instance.report_engine_event(
-        f"Gate '{decision.step}' {decision.describe()}; re-execute from failure to resume",
+        f"Gate '{decision.step}' {decision.describe()}; resume with `marigold resume "
+        f"{run.run_id}` (or re-execute '{decision.step}' and downstream)",
         run,
         engine_event_data(
             {
@@ -402,8 +427,8 @@ def _not_paused_message(instance: DagsterInstance, run_id: str, step: str) -> st
         return f"no run {run_id} in this Dagster instance"
     return (
         f"run {run_id} of job '{run.job_name}' ({run.status.value}) is not paused at a gate "
-        f"named '{step}'; decide the run whose gate step failed with `{PAUSED_AT_GATE}` "
-        "(its step failure shows the command)"
+        f"named '{step}'; decide the run tagged `{PAUSED_AT_GATE}: {step}` "
+        "(its gate step's event log shows the command)"
     )
 
 

@@ -13,8 +13,7 @@ import time
 
 from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
 
-from marigold_dagster.keys import PAUSED_AT_GATE
-from marigold_dagster.records.gate_decisions import GateState, gate_state
+from marigold_dagster.records.gate_decisions import GateState, gate_state, pause_record
 from marigold_dagster.records.run_history import template_run_records
 
 # Dagster's tag on a re-executed run naming the run it re-executes (Dagster's own value).
@@ -23,13 +22,12 @@ PARENT_RUN_ID_TAG = "dagster/parent_run_id"
 
 def paused_gates(instance: DagsterInstance, run_id: str) -> list[str]:
     """The gate steps run `run_id` (itself, not its ancestors) paused at."""
-    records = instance.get_records_for_run(run_id, of_type=DagsterEventType.STEP_FAILURE).records
+    records = instance.get_records_for_run(
+        run_id, of_type={DagsterEventType.ENGINE_EVENT, DagsterEventType.STEP_FAILURE}
+    ).records
     steps = []
     for record in records:
-        event = record.event_log_entry.dagster_event
-        data = event.step_failure_data if event is not None else None
-        user = data.user_failure_data if data is not None else None
-        if user is not None and PAUSED_AT_GATE in user.metadata:
+        if pause_record(record.event_log_entry):
             step = record.event_log_entry.step_key
             if step and step not in steps:
                 steps.append(step)
@@ -43,14 +41,15 @@ def waiting_gates(
     scan: int = 200,
     now: float | None = None,
 ) -> list[GateState]:
-    """Pending gates of the `scan` latest failed template runs (of `template`), newest first."""
+    """Pending gates of the `scan` latest paused template runs (of `template`), newest first
+    (a paused run ends successfully; runs from before that design failed at the gate)."""
     at = time.time() if now is None else now
     waiting = []
     for index, record in enumerate(template_run_records(instance, template)):
         if index >= scan:
             break
         run = record.dagster_run
-        if run.status is not DagsterRunStatus.FAILURE:
+        if run.status not in (DagsterRunStatus.FAILURE, DagsterRunStatus.SUCCESS):
             continue
         if instance.get_run_records(RunsFilter(tags={PARENT_RUN_ID_TAG: run.run_id}), limit=1):
             continue

@@ -15,11 +15,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import click
-from dagster import DagsterEventType, DagsterInstance, RunRecord, RunsFilter
+from dagster import (
+    DagsterEventType,
+    DagsterInstance,
+    DagsterRun,
+    DagsterRunStatus,
+    RunRecord,
+    RunsFilter,
+)
 
 from marigold_dagster import keys
 from marigold_dagster.errors import MarigoldError
-from marigold_dagster.keys import TEMPLATE_TAG, TEMPLATE_VERSION_TAG
+from marigold_dagster.keys import PAUSED_AT_GATE, TEMPLATE_TAG, TEMPLATE_VERSION_TAG
 from marigold_dagster.planning.budget import BudgetStatus, BudgetUse
 from marigold_dagster.records.budget_use import budget_use
 from marigold_dagster.records.correlation import correlation_id_of, parent_correlation_id_of
@@ -61,6 +68,13 @@ class RunFacts:
         return datetime.fromtimestamp(self.started_at, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
+def run_status(run: DagsterRun) -> str:
+    """Dagster's status of a run, except `PAUSED` for a run that ended waiting at a gate."""
+    if run.status is DagsterRunStatus.SUCCESS and run.tags.get(PAUSED_AT_GATE):
+        return "PAUSED"
+    return run.status.value
+
+
 def run_facts(instance: DagsterInstance, record: RunRecord) -> RunFacts:
     """The facts of one recorded run, from its tags and its event log."""
     run = record.dagster_run
@@ -68,7 +82,7 @@ def run_facts(instance: DagsterInstance, record: RunRecord) -> RunFacts:
         run_id=run.run_id,
         template=run.tags.get(TEMPLATE_TAG, run.job_name),
         version=run.tags.get(TEMPLATE_VERSION_TAG, "?"),
-        status=run.status.value,
+        status=run_status(run),
         correlation_id=correlation_id_of(run),
         parent_correlation_id=parent_correlation_id_of(run),
         started_at=record.start_time,

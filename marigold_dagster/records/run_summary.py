@@ -16,7 +16,7 @@ from dagster import DagsterEventType, DagsterInstance, EventLogEntry, MetadataVa
 from marigold_dagster import keys
 from marigold_dagster.keys import PAUSED_AT_GATE, StepStatus, merge_name, split_name
 from marigold_dagster.records.dagster_private import engine_event_data
-from marigold_dagster.records.gate_decisions import reexecution_chain
+from marigold_dagster.records.gate_decisions import pause_record, reexecution_chain
 from marigold_dagster.records.markdown import markdown_text
 from marigold_dagster.template.frame import Frame, FrameStep
 from marigold_dagster.template.model import StepKind
@@ -117,6 +117,7 @@ class _KeyEvents:
     ended_at: float | None = None
     status: StepStatus | None = None
     failure: str = ""
+    pause: str = ""  # a gate: the pause it recorded (it then ends without output)
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
@@ -130,10 +131,13 @@ def summarise_run(instance: DagsterInstance, run_id: str, frame: Frame) -> RunSu
     if run is None:
         raise ValueError(f"no run {run_id} in this Dagster instance")
     by_key: dict[str, _KeyEvents] = {}
+    setup_failure = ""
     for ancestor in reversed(reexecution_chain(instance, run_id)):
         events: dict[str, _KeyEvents] = defaultdict(_KeyEvents)
+        setup_failure = ""
         for entry in instance.all_logs(ancestor):
             _record(events, entry)
+            setup_failure = setup_failure or _setup_failure(entry)
         by_key.update(events)
 
     decided: dict[str, list[str]] = {}
@@ -152,9 +156,23 @@ def summarise_run(instance: DagsterInstance, run_id: str, frame: Frame) -> RunSu
         if summary.status in (StepStatus.SKIPPED, StepStatus.NOT_RUN) or (
             finished and summary.status == StepStatus.RUNNING
         ):
-            summary = _explain_absence(frame, step, statuses, decided, summary)
+            summary = _explain_absence(frame, step, statuses, decided, summary, setup_failure)
+            statuses[step.name] = summary  # later steps name the cause through this one
         steps.append(summary)
-    return RunSummary(run_id, frame.name, run.status.value, tuple(steps))
+    status = run.status.value
+    if any(step.status == StepStatus.PAUSED for step in steps) and status == "SUCCESS":
+        status = "PAUSED"  # a designed pause: the run ended successfully, waiting at a gate
+    return RunSummary(run_id, frame.name, status, tuple(steps))
+
+
+def _setup_failure(entry: EventLogEntry) -> str:
+    """What failed, when `entry` says a resource (a model client, say) failed its setup."""
+    event = entry.dagster_event
+    if event is None or event.event_type is not DagsterEventType.RESOURCE_INIT_FAILURE:
+        return ""
+    error = event.engine_event_data.error if event.engine_event_data else None
+    message = error.message.strip().splitlines()[0] if error and error.message else "failed"
+    return f"a resource failed its setup ({message})"
 
 
 def _record(by_key: dict[str, _KeyEvents], entry: EventLogEntry) -> None:
@@ -182,6 +200,8 @@ def _record(by_key: dict[str, _KeyEvents], entry: EventLogEntry) -> None:
             key.status = StepStatus.PAUSED  # a gate ended the run to wait for a decision
     elif kind is DagsterEventType.STEP_SKIPPED:
         key.status = StepStatus.SKIPPED
+    elif kind is DagsterEventType.ENGINE_EVENT and pause_record(entry):
+        key.pause = entry.user_message or event.message or "paused"
     elif kind is DagsterEventType.STEP_OUTPUT:
         data = event.step_output_data
         key.outputs[data.output_name] = {k: v.value for k, v in data.metadata.items()}
@@ -191,8 +211,30 @@ def _summarise_step(step: FrameStep, by_key: dict[str, _KeyEvents]) -> StepSumma
     if step.kind is StepKind.BATCH:
         return _summarise_batch(step, by_key)
     events = by_key.get(step.name)
+    # a planning step's region: every plan, level, fan-out and planned step, then its result op
+    region = (
+        [e for k, e in by_key.items() if k.startswith(f"{step.name}__") and e.starts]
+        if step.kind is StepKind.PLANNING
+        else []
+    )
+    region_failed = [e for e in region if e.status == StepStatus.FAILED]
+    if region_failed and (events is None or events.status is None):
+        return StepSummary(
+            step.name,
+            step.kind.value,
+            StepStatus.FAILED,
+            attempts=max(e.starts for e in region),
+            started_at=min((e.started_at for e in region if e.started_at), default=None),
+            ended_at=max((e.ended_at for e in region if e.ended_at), default=None),
+            detail=region_failed[0].failure,
+        )
     if events is None or events.status is None:
         return StepSummary(step.name, step.kind.value, StepStatus.NOT_RUN)
+    if step.kind is StepKind.CONVERGE and events.status == StepStatus.SUCCEEDED:
+        if not events.outputs:  # it ended without output: a gate above it is paused
+            return StepSummary(step.name, step.kind.value, StepStatus.NOT_RUN, events.starts)
+    started_at = min((e.started_at for e in region if e.started_at), default=events.started_at)
+    attempts = max((e.starts for e in region), default=events.starts)
     output = next(iter(events.outputs.values()), {}) if events.outputs else {}
     if step.kind in (StepKind.DECISION, StepKind.GATE):
         output = events.outputs.get("decided", output)
@@ -203,12 +245,14 @@ def _summarise_step(step: FrameStep, by_key: dict[str, _KeyEvents]) -> StepSumma
         if events.status == StepStatus.SUCCEEDED
         else events.status
     )
+    if events.pause and "decided" not in events.outputs:
+        status, detail = StepStatus.PAUSED, events.pause  # ended without output: waiting
     return StepSummary(
         step.name,
         step.kind.value,
         status,
-        attempts=events.starts,
-        started_at=events.started_at,
+        attempts=attempts,
+        started_at=started_at,
         ended_at=events.ended_at,
         rows=_int(output.get(keys.ROW_COUNT_KEY)),
         detail=detail,
@@ -293,7 +337,19 @@ def _explain_absence(
     statuses: dict[str, StepSummary],
     decided: dict[str, list[str]],
     summary: StepSummary,
+    setup_failure: str = "",
 ) -> StepSummary:
+    """Why `step` did not run, naming the real cause: a failed upstream (however far up), a
+    resource that failed its setup, a gate, the branch a decision did not choose."""
+    upstream = [statuses[name] for name in step.step.depends_on]
+    for state in upstream:
+        if state.status == StepStatus.FAILED:
+            return _with(summary, StepStatus.NOT_RUN, f"upstream '{state.name}' failed")
+    for state in upstream:
+        if state.status == StepStatus.NOT_RUN and _FAILED_UPSTREAM in state.detail:
+            return _with(summary, StepStatus.NOT_RUN, state.detail)  # names the failed step
+    if setup_failure and summary.attempts == 0:
+        return _with(summary, StepStatus.NOT_RUN, f"not started: {setup_failure}")
     for gate, _ in sorted(step.guard):
         state = statuses[gate]
         if state.kind == StepKind.GATE.value and state.status in ("rejected", "timed_out"):
@@ -308,17 +364,19 @@ def _explain_absence(
                 StepStatus.SKIPPED,
                 f"branch '{branch}' not chosen by decision '{decision}' (chose: {chose})",
             )
-    for upstream in step.step.depends_on:
-        upstream_status = statuses[upstream].status
-        if upstream_status == StepStatus.FAILED:
-            return _with(summary, StepStatus.NOT_RUN, f"upstream '{upstream}' failed")
-        if upstream_status in (StepStatus.SKIPPED, StepStatus.NOT_RUN):
-            return _with(summary, upstream_status, f"upstream '{upstream}' did not run")
+    for state in upstream:
+        if state.status in (StepStatus.SKIPPED, StepStatus.NOT_RUN):
+            return _with(
+                summary, state.status, state.detail or f"upstream '{state.name}' did not run"
+            )
     return _with(
         summary,
         summary.status if summary.status != StepStatus.RUNNING else StepStatus.NOT_RUN,
         summary.detail or "the run ended before this step",
     )
+
+
+_FAILED_UPSTREAM = "' failed"
 
 
 def _with(summary: StepSummary, status: StepStatus, detail: str) -> StepSummary:

@@ -115,13 +115,23 @@ def _decide(
 
 
 def _resume(instance: DagsterInstance, run_id: str, definitions_file: Path) -> None:
-    _report(resume_run(instance, run_id, definitions_file, log_level="WARNING"))
+    _report(resume_run(instance, run_id, definitions_file, log_level="CRITICAL"))
 
 
 def _report(resumed: ResumedRun) -> None:
+    if resumed.paused_at:
+        click.echo(
+            f"resumed run {resumed.parent_run_id} as run {resumed.run_id}: paused at gate "
+            f"'{resumed.paused_at}'; approve it with: marigold approve {resumed.run_id} "
+            f'--step {resumed.paused_at} --by NAME --reason "..."'
+        )
+        sys.exit(EXIT_PAUSED)
     click.echo(f"resumed run {resumed.parent_run_id} as run {resumed.run_id}: {resumed.status}")
     if not resumed.success:
         sys.exit(1)
+
+
+EXIT_PAUSED = 3  # the run stopped at a gate to wait for a decision (as `marigold run`)
 
 
 def _decision_command(decision: str, verb: str) -> click.Command:

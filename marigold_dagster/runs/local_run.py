@@ -15,14 +15,14 @@ from dagster import DagsterInvariantViolationError
 
 from marigold_dagster.artifacts import StepValue, artifacts_dir
 from marigold_dagster.errors import MarigoldError
-from marigold_dagster.jobs.definitions import build_defs
+from marigold_dagster.jobs.definitions import defs_for_frames
 from marigold_dagster.jobs.launch_inputs import input_run_config
-from marigold_dagster.keys import CORRELATION_TAG, RESULT, result_op_name
+from marigold_dagster.keys import CORRELATION_TAG, RESULT, StepStatus, result_op_name
 from marigold_dagster.records.correlation import correlation_tags
 from marigold_dagster.records.instance import open_instance
 from marigold_dagster.records.run_summary import RunSummary, record_run_summary, summarise_run
-from marigold_dagster.template.frame import FrameStep
-from marigold_dagster.template.loader import load_template
+from marigold_dagster.template.frame import Frame, FrameStep
+from marigold_dagster.template.loader import load_template, load_templates_apart
 from marigold_dagster.template.model import StepKind
 
 
@@ -35,10 +35,17 @@ class LocalRun:
     artifacts: Path
     outputs: dict[str, StepValue]
     correlation_id: str = ""
+    broken_templates: tuple[str, ...] = ()
+    """Other templates in the folder that did not load (each error, file:line), not run."""
 
     @property
     def success(self) -> bool:
         return self.summary.status == "SUCCESS"
+
+    @property
+    def paused_at(self) -> list[str]:
+        """The gates the run stopped at to wait for a decision (a designed pause, not a crash)."""
+        return [step.name for step in self.summary.steps if step.status == StepStatus.PAUSED]
 
 
 def template_path(templates_dir: Path, template: str) -> Path:
@@ -57,17 +64,19 @@ def run_locally(
     inputs: Mapping[str, str] | None = None,
     project_dir: Path | None = None,
     tags: Mapping[str, str] | None = None,
-    log_level: str = "WARNING",
+    log_level: str = "CRITICAL",
     parent_correlation_id: str | None = None,
 ) -> LocalRun:
     """Run template `template` from `templates_dir` to completion in this process.
 
-    The run is a new task: it is tagged with a new correlation id (unless `tags` gives one) and,
-    when `parent_correlation_id` is given, with the task that started it.
+    Dagster's console log is quiet below `log_level` (by default it prints nothing: the summary
+    names each failure once; the event log keeps everything). The run is a new task: it is
+    tagged with a new correlation id (unless `tags` gives one) and, when
+    `parent_correlation_id` is given, with the task that started it.
     """
     run_tags = {**correlation_tags(parent_correlation_id), **(tags or {})}
-    frame = load_template(template_path(templates_dir, template))
-    job = build_defs(templates_dir).resolve_job_def(template)
+    frame, broken = load_one_template(templates_dir, template)
+    job = defs_for_frames([frame], triggers=False).resolve_job_def(template)
     instance, home = open_instance(project_dir or Path.cwd())
     with instance:
         run_config = {
@@ -86,7 +95,27 @@ def run_locally(
             step.name: value for step in frame if (value := _output(result, step)) is not None
         }
         folder = artifacts_dir(instance.storage_directory(), result.run_id)
-    return LocalRun(summary, home, folder, outputs, run_tags[CORRELATION_TAG])
+    return LocalRun(summary, home, folder, outputs, run_tags[CORRELATION_TAG], broken)
+
+
+def load_one_template(templates_dir: Path, template: str) -> tuple[Frame, tuple[str, ...]]:
+    """Template `template` of `templates_dir`, and the errors of the other files that are broken.
+
+    A broken neighbour does not stop one valid template from running; its own errors do.
+
+    Raises:
+        TemplateError: when `template` itself has problems.
+        MarigoldError: when there is no such template.
+    """
+    path = template_path(templates_dir, template)
+    frames, errors = load_templates_apart(templates_dir)
+    for error in errors:
+        if Path(error.path) == path:
+            raise error
+    frame = next((f for f in frames if f.path == path), None)
+    if frame is None:  # e.g. a file added between the two looks
+        frame = load_template(path)
+    return frame, tuple(str(error) for error in errors)
 
 
 def _output(result: Any, step: FrameStep) -> StepValue | None:

@@ -1,4 +1,5 @@
-"""Resuming a failed run (paused at a gate, or its worker killed): re-execution from failure.
+"""Resuming a run paused at a gate (re-executing the gate and what follows it) or a failed run
+(its worker killed, say: re-execution from failure).
 
 The job is rebuilt from the project's definitions file (the same `definitions.py` that
 `dagster dev` loads, so the same templates, catalog and resources), through a reconstructable
@@ -23,6 +24,7 @@ from typing import Any
 
 from dagster import (
     DagsterInstance,
+    DagsterRun,
     DagsterRunStatus,
     Definitions,
     JobDefinition,
@@ -32,6 +34,8 @@ from dagster import (
 )
 
 from marigold_dagster.errors import MarigoldError
+from marigold_dagster.jobs.model_binding import SGLANG_URL_ENV, model_backend
+from marigold_dagster.keys import MODEL_BACKEND_TAG, PAUSED_AT_GATE
 from marigold_dagster.records.dagster_private import from_failure_step_keys
 
 IN_PROCESS: dict[str, Any] = {"config": {"in_process": {}}}
@@ -44,10 +48,11 @@ class ResumedRun:
     parent_run_id: str
     run_id: str
     status: str
+    paused_at: str | None = None  # the gate the resumed run stopped at, if one did
 
     @property
     def success(self) -> bool:
-        return self.status == DagsterRunStatus.SUCCESS.value
+        return self.status == DagsterRunStatus.SUCCESS.value and self.paused_at is None
 
 
 def load_definitions(definitions_file: str | Path) -> Definitions:
@@ -108,6 +113,26 @@ def steps_left(instance: DagsterInstance, run_id: str) -> list[str]:
     return from_failure_step_keys(instance, run)
 
 
+def _check_model_backend(run: DagsterRun) -> None:
+    """Refuse to resume a run on other models than those it ran on.
+
+    Raises:
+        MarigoldError: saying what the run used and what this process would bind.
+    """
+    ran_on = run.tags.get(MODEL_BACKEND_TAG)
+    here = model_backend()
+    if ran_on is not None and ran_on != here:
+        hint = (
+            f"set {SGLANG_URL_ENV} to the server it used"
+            if ran_on.startswith("sglang")
+            else f"unset {SGLANG_URL_ENV}"
+        )
+        raise MarigoldError(
+            f"run {run.run_id} ran its models on {ran_on}, but this process would bind {here}; "
+            f"a resumed run keeps the models of the run it resumes: {hint} and resume again"
+        )
+
+
 def resume_run(
     instance: DagsterInstance,
     run_id: str,
@@ -115,7 +140,8 @@ def resume_run(
     *,
     log_level: str | None = None,
 ) -> ResumedRun:
-    """Re-execute failed run `run_id` from failure, in process, with its own run config.
+    """Resume run `run_id` in process, with its own run config: a run paused at a gate from
+    the gate on (step selection `gate*`), a failed run from failure.
 
     `log_level` sets the console logger's level (the event log keeps everything regardless).
 
@@ -127,23 +153,40 @@ def resume_run(
     run = instance.get_run_by_id(run_id)
     if run is None:
         raise MarigoldError(f"no run {run_id} in this Dagster instance")
+    gate = run.tags.get(PAUSED_AT_GATE) or ""
+    if gate and run.status is DagsterRunStatus.SUCCESS:
+        # a paused run: re-execute the gate and everything after it from the stored outputs
+        _check_model_backend(run)
+        options = ReexecutionOptions(parent_run_id=run_id, step_selection=[f"{gate}*"])
+        return _reexecute(instance, run, definitions_file, options, log_level)
     if run.status is not DagsterRunStatus.FAILURE:
         raise MarigoldError(
-            f"run {run_id} is {run.status.value}; only a failed run (e.g. one paused at a gate) "
-            "can be resumed from failure"
+            f"run {run_id} is {run.status.value} and not paused at a gate; only a failed run, or "
+            "one paused at a gate, can be resumed"
         )
+    _check_model_backend(run)
     if not steps_left(instance, run_id):
         raise MarigoldError(
             f"every step of run {run_id} succeeded, so there is nothing to re-execute: its "
             "worker stopped after the last step, before it recorded the run's success; the "
             "results are in that run's outputs"
         )
+    options = ReexecutionOptions.from_failure(run_id, instance)
+    return _reexecute(instance, run, definitions_file, options, log_level)
+
+
+def _reexecute(
+    instance: DagsterInstance,
+    run: DagsterRun,
+    definitions_file: str | Path,
+    options: ReexecutionOptions,
+    log_level: str | None,
+) -> ResumedRun:
     run_config: dict[str, Any] = {**run.run_config, "execution": IN_PROCESS}
     if log_level is not None:
         run_config["loggers"] = {"console": {"config": {"log_level": log_level}}}
     job = reconstructable_job(definitions_file, run.job_name)
-    options = ReexecutionOptions.from_failure(run_id, instance)
-    # As the UI's re-execution does, the new run keeps the failed run's own tags (its task's
+    # As the UI's re-execution does, the new run keeps the parent run's own tags (its task's
     # correlation ids among them), not Dagster's system tags.
     tags = {key: value for key, value in run.tags.items() if not key.startswith("dagster/")}
     with execute_job(
@@ -151,4 +194,5 @@ def resume_run(
     ) as result:
         resumed = instance.get_run_by_id(result.run_id)
         status = resumed.status.value if resumed else ("SUCCESS" if result.success else "FAILURE")
-        return ResumedRun(parent_run_id=run_id, run_id=result.run_id, status=status)
+        paused = resumed.tags.get(PAUSED_AT_GATE) or None if resumed else None
+        return ResumedRun(run.run_id, result.run_id, status, paused)

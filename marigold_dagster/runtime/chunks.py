@@ -58,6 +58,7 @@ from marigold_dagster.runtime.dead_letters import (
 )
 from marigold_dagster.runtime.input_roots import confine_input
 from marigold_dagster.runtime.outputs import (
+    materializations,
     retry_delay_s,
     retry_policy,
     run_artifacts_dir,
@@ -568,6 +569,7 @@ def merge_chunks(
             f"{letters_value.payload.path}; reprocess them by running the template with "
             "that file as its input"
         )
+    yield from materializations(frame, step, metadata)
     yield AssetCheckEvaluation(
         asset_key=step_asset_key(frame.name, step.name),
         check_name="every_row_processed",

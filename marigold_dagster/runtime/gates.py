@@ -1,8 +1,12 @@
 """Gates at run time: where a run pauses for a human decision, and goes on after one.
 
-`pass_gate` looks for a decision recorded for this run (or the run it re-executes); without one
-it ends the run with `PAUSED_AT_GATE` in the failure metadata, saying who may decide and how; with
-one it records it and passes the input on when approved.
+`pass_gate` looks for a decision recorded for this run (or the run it re-executes). Without one
+the gate *pauses*: it records the pause (an engine event on the gate step with `PAUSED_AT_GATE`
+in its metadata, saying who may decide and how), tags the run `marigold/paused_at_gate`, and ends
+without emitting any output, so Dagster skips what follows and the run ends successfully: a
+designed pause, not a failure. Approval re-executes the gate and everything after it from the
+paused run's stored outputs (`marigold_dagster.runs.resume`). With a decision the gate records
+it and passes the input on when approved.
 """
 
 from __future__ import annotations
@@ -11,7 +15,6 @@ import time
 from collections.abc import Iterator, Mapping
 
 from dagster import (
-    Failure,
     OpExecutionContext,
     Output,
 )
@@ -25,6 +28,7 @@ from marigold_dagster.keys import (
     DECISION_JOB,
     StepStatus,
 )
+from marigold_dagster.records.dagster_private import engine_event_data
 from marigold_dagster.records.gate_decisions import (
     GatePause,
     decide_gate,
@@ -38,8 +42,8 @@ from marigold_dagster.runtime.outputs import materializations
 from marigold_dagster.template.frame import Frame, FrameStep
 
 
-def _pause(context: OpExecutionContext, pause: GatePause) -> Failure:
-    """The failure that ends the run at the gate, saying who may decide and how."""
+def _pause(context: OpExecutionContext, pause: GatePause) -> None:
+    """Record that the run waits at the gate, saying who may decide and how."""
     metadata = pause_metadata(
         run_id=context.run_id,
         template=pause.template,
@@ -51,15 +55,20 @@ def _pause(context: OpExecutionContext, pause: GatePause) -> Failure:
     )
     who = " or ".join(pause.approvers) if pause.approvers else "anyone"
     deadline = f" before {metadata[keys.DECIDE_BY_KEY]}" if pause.timeout_s else ""
-    return Failure(
-        description=(
-            f"paused at gate '{pause.step}': {pause.prompt} Waiting for {who} to decide{deadline}: "
-            f"{metadata[keys.APPROVE_COMMAND_KEY]} (or `marigold reject ...`), or launch job "
-            f"'{DECISION_JOB}'; then re-execute this run from failure."
-        ),
-        metadata=metadata,
-        allow_retries=False,
+    message = (
+        f"paused at gate '{pause.step}': {pause.prompt} Waiting for {who} to decide{deadline}: "
+        f"{metadata[keys.APPROVE_COMMAND_KEY]} (or `marigold reject ...`), or launch job "
+        f"'{DECISION_JOB}' and then re-execute this run from '{pause.step}' with what follows "
+        f"(`marigold resume {context.run_id}`)."
     )
+    context.instance.add_run_tags(context.run_id, {keys.PAUSED_AT_GATE: pause.step})
+    context.instance.report_engine_event(
+        message,
+        context.dagster_run,
+        engine_event_data(metadata),
+        step_key=context.get_step_execution_context().step.key,
+    )
+    context.log.warning(message)
 
 
 def pass_gate(
@@ -87,7 +96,11 @@ def pass_gate(
     decisions = find_decisions(context.instance, frame.name, step.name, lineage)
     state = decide_gate(pause, decisions, now)
     if state.status == "pending":
-        raise _pause(context, pause)
+        _pause(context, pause)
+        return  # no output: what follows the gate is skipped, and the run ends paused
+    if context.dagster_run.tags.get(keys.PAUSED_AT_GATE):
+        # a re-execution inherits its paused parent's tags; this run is past the gate
+        context.instance.add_run_tags(context.run_id, {keys.PAUSED_AT_GATE: ""})
 
     approved = state.status == "approved"
     metadata = step_metadata(context, step, None, None, status=StepStatus(state.status))

@@ -16,7 +16,9 @@ from typing import Any
 
 from dagster import (
     AssetMaterialization,
+    AssetObservation,
     Failure,
+    MetadataValue,
     OpExecutionContext,
     RetryPolicy,
 )
@@ -28,7 +30,7 @@ from grammar_ops.failures import failure_class
 from marigold_dagster import keys
 from marigold_dagster.artifacts import artifacts_dir
 from marigold_dagster.errors import InputOutsideRoots
-from marigold_dagster.keys import STEP_COUNT_KEY, step_asset_key
+from marigold_dagster.keys import STEP_COUNT_KEY, input_asset_key, step_asset_key
 from marigold_dagster.runtime.error_text import without_file_content
 from marigold_dagster.runtime.input_roots import confine_input
 from marigold_dagster.template.frame import Frame, FrameStep
@@ -41,7 +43,7 @@ def materializations(frame: Frame, step: FrameStep, metadata: Mapping[str, Any])
     Each is one more event on the instance (a quarter more per step on SQLite), so by default
     only results are recorded: steps no other step consumes.
     """
-    if frame.template.materialize != "every_step" and frame.consumers(step.name):
+    if not frame.materializes(step.name):
         return []
     return [
         AssetMaterialization(
@@ -73,6 +75,13 @@ def template_inputs(context: OpExecutionContext, frame: Frame, step: FrameStep) 
                 allow_retries=False,
             )
         checked[name] = resolved
+        # the run reads the input; it does not produce it: an observation, not a materialization
+        context.log_event(
+            AssetObservation(
+                asset_key=input_asset_key(frame.name, name),
+                metadata={keys.SOURCE_PATH_KEY: MetadataValue.path(resolved)},
+            )
+        )
     return checked
 
 

@@ -31,6 +31,7 @@ from marigold_dagster.runtime.outputs import (
     template_inputs,
 )
 from marigold_dagster.template.frame import Frame, FrameStep
+from marigold_dagster.template.model import StepKind
 
 
 def _primary(step: FrameStep, inputs: Mapping[str, StepValue]) -> StepValue | None:
@@ -110,14 +111,32 @@ def run_decision(
     yield Output(StepValue(step.name, Kind.JSON, record), DECIDED, metadata=metadata)
 
 
+def _paused_gate_above(context: OpExecutionContext, frame: Frame, step: FrameStep) -> str | None:
+    """The gate above `step` this run is paused at, if any (read fresh: a gate tags the run)."""
+    above = frame.ancestors(step.name)
+    if not any(frame.steps[name].kind is StepKind.GATE for name in above):
+        return None
+    run = context.instance.get_run_by_id(context.run_id)
+    gate = run.tags.get(keys.PAUSED_AT_GATE) if run is not None else None
+    return gate if gate in above else None
+
+
 def run_converge(
     context: OpExecutionContext,
     frame: Frame,
     step: FrameStep,
     inputs: Mapping[str, list[StepValue]],
 ) -> Iterator[Output]:
-    """Join whichever upstreams ran (the sentinel aside); run the capability on the join."""
+    """Join whichever upstreams ran (the sentinel aside); run the capability on the join.
+
+    A converge below a gate the run is paused at ends without output: its region has not run
+    yet (the resumed run joins it), so what follows is skipped too.
+    """
     declared = list(step.step.depends_on)
+    waiting = _paused_gate_above(context, frame, step)
+    if waiting is not None:
+        context.log.info(f"'{step.name}' waits for gate '{waiting}': the run is paused there")
+        return
     values = list(inputs[UPSTREAM])
     if step.sentinel is not None:
         values = values[1:]

@@ -66,6 +66,8 @@ class FrameStep:
     output_kind: Kind
     guard: Guard
     sentinel: Sentinel | None = None
+    input_columns: frozenset[str] | None = None  # None: not known before a run
+    output_columns: frozenset[str] | None = None
 
     @property
     def name(self) -> str:
@@ -130,6 +132,18 @@ class Frame:
     def consumers(self, name: str) -> list[str]:
         """The steps that depend on step `name`."""
         return [step.name for step in self if name in step.step.depends_on]
+
+    def materializes(self, name: str) -> bool:
+        """Whether each run records an asset materialization of step `name`: every step under
+        `materialize: every_step`; otherwise results (steps nothing consumes), planning steps,
+        gates (what was decided) and batch steps (whose merge also reports the
+        `every_row_processed` check)."""
+        step = self.steps[name]
+        return (
+            self.template.materialize == "every_step"
+            or not self.consumers(name)
+            or step.kind in (StepKind.PLANNING, StepKind.BATCH, StepKind.GATE)
+        )
 
     def edge_guard(self, upstream: str, downstream: str) -> Guard:
         """What must hold for `upstream`'s value to reach `downstream`."""
@@ -316,6 +330,11 @@ def _analyse_step(frame: Frame, step: Step, index: int, add: AddProblem) -> Fram
         guard = frozenset.intersection(*edge_guards) if edge_guards else frozenset()
     else:
         input_kind = _edge_kind(frame, step.depends_on[0]) if upstream else Kind.NOTHING
+    input_columns = (
+        _edge_columns(frame, step.depends_on[0])
+        if upstream and step.kind is not StepKind.CONVERGE
+        else None
+    )
 
     composition = None
     capability = step if isinstance(step, CapabilityStep) else None
@@ -334,6 +353,8 @@ def _analyse_step(frame: Frame, step: Step, index: int, add: AddProblem) -> Fram
             f"a decision's capability must produce a Decision (e.g. decide.rules, decide.model); "
             f"this one produces {output_kind.title}",
         )
+    if isinstance(step, DecisionStep) and composition is not None:
+        _check_branch_refs(step, index, composition, add)
     if step.kind is StepKind.BATCH:
         if input_kind not in ROW_KINDS:
             add(
@@ -371,6 +392,9 @@ def _analyse_step(frame: Frame, step: Step, index: int, add: AddProblem) -> Fram
     if step.kind is StepKind.PLANNING:
         _check_planning(frame, step, index, add)
         output_kind = Kind.TABLE
+    output_columns = input_columns if step.kind is StepKind.GATE else None
+    if composition is not None and step.kind is not StepKind.PLANNING:
+        output_columns = _check_fields(frame, step, index, composition, input_columns, add)
     return FrameStep(
         step=step,
         index=index,
@@ -378,7 +402,68 @@ def _analyse_step(frame: Frame, step: Step, index: int, add: AddProblem) -> Fram
         input_kind=input_kind,
         output_kind=output_kind,
         guard=guard,
+        input_columns=input_columns,
+        output_columns=output_columns,
     )
+
+
+def _check_fields(
+    frame: Frame,
+    step: Step,
+    index: int,
+    composition: Composition,
+    columns: frozenset[str] | None,
+    add: AddProblem,
+) -> frozenset[str] | None:
+    """Check the fields each primitive reads against the columns known to reach it; return the
+    columns the step produces (None once any primitive's output is not known before a run)."""
+    declared = {
+        name: frozenset(spec.columns)
+        for name, spec in frame.template.inputs.items()
+        if spec.columns is not None
+    }
+    uses = isinstance(step, CapabilityStep) and step.uses is not None
+    # a primitive named in `uses:` has its config paths in `with:`; a pattern's differ from it
+    single = uses and [s.primitive.name for s in composition.steps] == [getattr(step, "uses", "")]
+    for position, composed in enumerate(composition.steps):
+        if columns is not None:
+            for path, name in composed.primitive.fields_read(composed.config):
+                if name in columns:
+                    continue
+                if single:
+                    where: FieldPath = ("steps", index, "with", *path)
+                elif uses:
+                    where = ("steps", index, "with")
+                else:
+                    where = ("steps", index, "compose", position, "with", *path)
+                known = sorted(columns)
+                add(
+                    "UNKNOWN_COLUMN",
+                    where,
+                    f"`{composed.primitive.name}` reads field `{name}`, which the rows reaching it "
+                    f"do not have.{_near(name, known)} Their columns: {', '.join(known) or 'none'}",
+                )
+        columns = composed.primitive.output_columns(composed.config, columns, declared)
+    return columns
+
+
+def _check_branch_refs(
+    step: DecisionStep, index: int, composition: Composition, add: AddProblem
+) -> None:
+    """Every branch a decision's rules (or model) may choose is one of its declared `branches:`."""
+    declared = list(step.branches)
+    for position, composed in enumerate(composition.steps):
+        prefix: FieldPath = (
+            ("steps", index, "with") if step.uses else ("steps", index, "compose", position, "with")
+        )
+        for path, branch in composed.primitive.branch_refs(composed.config):
+            if branch not in declared:
+                add(
+                    "UNKNOWN_BRANCH",
+                    (*prefix, *path),
+                    f"'{branch}' is not a branch of decision '{step.name}'."
+                    f"{_near(branch, declared)} Declared branches: {', '.join(declared)}",
+                )
 
 
 def _check_gate(step: GateStep, index: int, add: AddProblem) -> None:
@@ -465,6 +550,12 @@ def _check_planning(frame: Frame, step: PlanningStep, index: int, add: AddProble
 def _near(name: str, known: list[str]) -> str:
     close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
     return f" Did you mean {', '.join(f'`{c}`' for c in close)}?" if close else ""
+
+
+def _edge_columns(frame: Frame, upstream: str) -> frozenset[str] | None:
+    """The columns `upstream` hands a dependent, when known at load time."""
+    source = frame.steps[upstream]
+    return source.input_columns if source.kind is StepKind.DECISION else source.output_columns
 
 
 def _edge_kind(frame: Frame, upstream: str) -> Kind:

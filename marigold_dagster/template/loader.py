@@ -5,6 +5,7 @@ Each problem is reported with the file, the line and the field, and says what wo
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ from marigold_dagster.template.yaml_source import (
 )
 
 TEMPLATE_SUFFIXES = (".yaml", ".yml")
+_TRUE_WORDS = ("yes", "true", "on")
 
 
 def load_template(path: Path | str, catalog: Catalog | None = None) -> Frame:
@@ -103,6 +105,21 @@ def _check_text(text: str, path: Path, catalog: Catalog) -> Frame:
                 )
             ],
         )
+    if source.boolean_keys:
+        raise TemplateError(
+            path,
+            [
+                TemplateProblem(
+                    "YAML_BOOLEAN_KEY",
+                    _render_path(where),
+                    f"YAML 1.1 reads the key `{key}` as the boolean "
+                    f"{str(key.lower() in _TRUE_WORDS).lower()}, not the word: quote it "
+                    f"('{key}': ...)",
+                    source.line_of(where),
+                )
+                for where, key in source.boolean_keys
+            ],
+        )
     try:
         template = Template.model_validate(source.data)
     except ValidationError as error:
@@ -148,6 +165,23 @@ def load_templates(directory: Path | str, catalog: Catalog | None = None) -> lis
     Raises:
         TemplatesInvalid: listing every problem of every bad file.
     """
+    frames, errors = load_templates_apart(directory, catalog)
+    if errors:
+        raise TemplatesInvalid(errors)
+    return frames
+
+
+def load_templates_apart(
+    directory: Path | str, catalog: Catalog | None = None
+) -> tuple[list[Frame], list[TemplateError]]:
+    """Every template in `directory` that loads, and the errors of those that do not.
+
+    For commands about one template (`marigold run X`), which need not refuse because another
+    file in the folder is broken.
+
+    Raises:
+        MarigoldError: when the folder does not exist.
+    """
     directory = Path(directory)
     if not directory.is_dir():
         raise MarigoldError(f"templates folder {directory} does not exist")
@@ -160,9 +194,7 @@ def load_templates(directory: Path | str, catalog: Catalog | None = None) -> lis
             frames.append(load_template(path, catalog))
         except TemplateError as error:
             errors.append(error)
-    if errors:
-        raise TemplatesInvalid(errors)
-    return frames
+    return frames, errors
 
 
 def _pydantic_problems(error: ValidationError, source: YamlSource) -> list[TemplateProblem]:
@@ -209,7 +241,9 @@ def _explain(item: Any, loc: tuple[str | int, ...], step_kind: str | None = None
         return f"required field `{loc[-1]}` is missing"
     if kind == "extra_forbidden":
         valid = _fields_at(loc[:-1], step_kind)
-        return f"unknown field `{loc[-1]}`; valid fields here: {', '.join(valid)}"
+        near = difflib.get_close_matches(str(loc[-1]), valid, n=1, cutoff=0.6)
+        hint = f"; did you mean `{near[0]}`?" if near else ""
+        return f"unknown field `{loc[-1]}`; valid fields here: {', '.join(valid)}{hint}"
     if kind == "string_pattern_mismatch" and item["ctx"]["pattern"] == NAME_PATTERN:
         return (
             f"'{value}' is not a valid name: use only letters, digits and underscores "
@@ -248,7 +282,8 @@ def _fields_at(loc: tuple[str | int, ...], step_kind: str | None = None) -> list
         model = inner
     names = [field.alias or name for name, field in model.model_fields.items()]
     if model in _STEP_TYPE.values():
-        names.sort(key=lambda name: _STEP_FIELD_ORDER.index(name))
+        order = {name: index for index, name in enumerate(_STEP_FIELD_ORDER)}
+        names.sort(key=lambda name: order.get(name, len(order)))  # a newer field goes last
     return names
 
 

@@ -47,6 +47,20 @@ class InputSpec(_Strict):
     kind: Literal["table", "documents", "json"]
     description: str = ""
     default: str | None = Field(None, description="Path used when the launch gives none.")
+    columns: dict[str, ColumnType] | None = Field(
+        None,
+        description="The table's columns (name: type). When given, the field names that steps "
+        "read (expressions, `field:`, `by:`) are checked against them at load time.",
+    )
+
+    @model_validator(mode="after")
+    def _columns_of_tables(self) -> InputSpec:
+        if self.columns is not None and self.kind != "table":
+            raise ValueError(f"`columns` describes a table input; this input is a {self.kind}")
+        return self
+
+
+ColumnType = Literal["string", "int", "float", "bool", "date", "timestamp", "any"]
 
 
 class Budget(_Strict):
@@ -422,9 +436,9 @@ class Template(_Strict):
     budget: Budget
     materialize: Literal["results", "every_step"] = Field(
         "results",
-        description="Which steps record an asset materialization each run: `results` (steps "
-        "nothing else consumes, plans, planned steps, planning results) or `every_step` (one "
-        "more event per step on the instance).",
+        description="Which steps record an asset materialization each run, and so are declared "
+        "assets: `results` (steps nothing else consumes, plans, planned steps, planning, batch "
+        "and gate steps) or `every_step` (one more event per step on the instance).",
     )
     tags: dict[str, str] = Field(default_factory=dict)
     triggers: Triggers = Field(default_factory=Triggers)

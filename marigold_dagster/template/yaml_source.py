@@ -36,6 +36,9 @@ class YamlSource:
 
     data: Any
     lines: dict[NodePath, int]
+    boolean_keys: tuple[tuple[NodePath, str], ...] = ()
+    """Mapping keys YAML 1.1 read as booleans (`on:`, `yes:`, `off:`): their path (with the key
+    as written) and the key as written."""
 
     def line_of(self, path: NodePath) -> int | None:
         """The line of `path`, or of its nearest ancestor that has one."""
@@ -80,9 +83,10 @@ def parse_yaml(text: str) -> YamlSource:
         if loader is not None:
             loader.dispose()
     lines: dict[NodePath, int] = {}
+    boolean_keys: list[tuple[NodePath, str]] = []
     if node is not None:
-        _record_lines(node, (), lines)
-    return YamlSource(data=data, lines=lines)
+        _record_lines(node, (), lines, boolean_keys)
+    return YamlSource(data=data, lines=lines, boolean_keys=tuple(boolean_keys))
 
 
 def check_size(size: int) -> None:
@@ -277,23 +281,38 @@ def _children(node: yaml.Node) -> list[yaml.Node]:
     return []
 
 
-def _record_lines(node: yaml.Node, path: NodePath, lines: dict[NodePath, int]) -> None:
+def _record_lines(
+    node: yaml.Node,
+    path: NodePath,
+    lines: dict[NodePath, int],
+    boolean_keys: list[tuple[NodePath, str]],
+) -> None:
     lines[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
             key = key_node.value
             if not isinstance(key, str):
                 continue  # a sequence or mapping as a key: the constructor has refused it
+            if key_node.tag == _BOOL_TAG:
+                boolean_keys.append(((*path, key), key))
             # A key's own line is where the problem is when the value spans lines.
             lines[(*path, key)] = key_node.start_mark.line + 1
-            _record_value(value_node, (*path, key), lines)
+            _record_value(value_node, (*path, key), lines, boolean_keys)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
-            _record_lines(item, (*path, index), lines)
+            _record_lines(item, (*path, index), lines, boolean_keys)
 
 
-def _record_value(node: yaml.Node, path: NodePath, lines: dict[NodePath, int]) -> None:
+_BOOL_TAG = "tag:yaml.org,2002:bool"
+
+
+def _record_value(
+    node: yaml.Node,
+    path: NodePath,
+    lines: dict[NodePath, int],
+    boolean_keys: list[tuple[NodePath, str]],
+) -> None:
     key_line = lines[path]
-    _record_lines(node, path, lines)
+    _record_lines(node, path, lines, boolean_keys)
     if not isinstance(node, yaml.ScalarNode):
         lines[path] = key_line

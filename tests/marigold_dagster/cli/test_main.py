@@ -114,3 +114,31 @@ def test_capabilities_prints_a_tier_and_its_token_count():
     assert done.returncode == 0, done.stderr
     assert "classify_records" in done.stdout
     assert "# tier 1:" in done.stderr and "tokens" in done.stderr
+
+
+@pytest.mark.slow
+def test_a_run_paused_at_a_gate_says_how_to_approve_and_exits_3_without_errors(tmp_path: Path):
+    shutil.copytree(ROOT / "templates", tmp_path / "templates")
+    shutil.copy(ROOT / "dagster.yaml", tmp_path / "dagster.yaml")
+    done = marigold("run", "contract_signoff", cwd=tmp_path)
+    assert done.returncode == 3, done.stdout + done.stderr
+    printed = done.stdout + done.stderr
+    assert "Paused at gate 'sign_off', waiting for a decision" in done.stdout
+    assert "marigold approve " in done.stdout and "--step sign_off" in done.stdout
+    for noise in ("Traceback", "STEP_FAILURE", " - ERROR - "):
+        assert noise not in printed, printed
+
+
+@pytest.mark.slow
+def test_a_failed_run_names_its_cause_once_without_tracebacks(tmp_path: Path):
+    bad = tmp_path / "nope.csv"
+    args = ("run", "contract_review", "--templates-dir", str(ROOT / "templates"))
+    done = marigold(*args, "--input", f"contracts={bad}", cwd=tmp_path, home=tmp_path)
+    assert done.returncode == 1
+    printed = done.stdout + done.stderr
+    assert printed.count("outside the input roots") == 1, printed  # the cause, once
+    assert "Traceback" not in printed and "STEP_FAILURE" not in printed, printed
+    verbose = marigold(
+        *args, "--input", f"contracts={bad}", "--verbose", cwd=tmp_path, home=tmp_path
+    )
+    assert "STEP_FAILURE" in verbose.stdout + verbose.stderr

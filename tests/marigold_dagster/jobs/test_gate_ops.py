@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from marigold_dagster.jobs.compiler import compile_frame
 from marigold_dagster.keys import PAUSED_AT_GATE
+from marigold_dagster.records.gate_decisions import pause_record
 from marigold_dagster.template.frame import Sentinel
 from marigold_dagster.template.loader import load_template
 
@@ -45,22 +46,30 @@ def test_a_gate_op_passes_its_input_on_an_optional_output(write_template, catalo
     gate = job.graph.node_named("sign_off").definition
     assert {name: out.is_required for name, out in gate.outs.items()} == {
         "approved": False,
-        "decided": True,
+        "decided": False,  # a paused gate emits nothing
     }
     assert gate.retry_policy is None
     send = job.graph.dependency_structure.input_to_upstream_outputs_for_node("send")
     assert [o.output_def.name for outputs in send.values() for o in outputs] == ["approved"]
 
 
-def test_a_run_with_no_decision_ends_at_the_gate(run_template, instance):
+def test_a_run_with_no_decision_pauses_at_the_gate_without_failing(run_template, instance):
     text = "name: gate_pause" + HEADER + "  - {name: send, uses: t.mark, depends_on: [sign_off]}\n"
     run = run_template("gate_pause", text, instance)
 
-    assert not run.result.success
+    # a designed pause: no step fails, the run succeeds, tagged with the gate it waits at
+    assert run.result.success
+    assert not run.result.get_failed_step_keys()
     assert run.started == ["load", "sign_off"]
-    failure = run.result.failure_data_for_node("sign_off").user_failure_data
-    assert failure.metadata[PAUSED_AT_GATE].value == "sign_off"
-    assert failure.metadata["marigold/who_may_decide"].value == "alice"
+    assert instance.get_run_by_id(run.result.run_id).tags[PAUSED_AT_GATE] == "sign_off"
+    [pause] = [
+        record_pause
+        for entry in instance.all_logs(run.result.run_id)
+        if (record_pause := pause_record(entry))
+    ]
+    assert pause[PAUSED_AT_GATE] == "sign_off"
+    assert pause["marigold/who_may_decide"] == "alice"
     assert run.summary.step("sign_off").status == "paused"
+    assert "marigold approve " in run.summary.step("sign_off").detail
     assert run.summary.step("send").status == "not_run"
     assert run.summary.step("send").detail == "waiting at gate 'sign_off'"

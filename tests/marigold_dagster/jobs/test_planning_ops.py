@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from dagster import (
+    DagsterEventType,
     DagsterInstance,
     ReexecutionOptions,
     build_reconstructable_job,
@@ -129,6 +130,12 @@ def test_a_valid_plan_runs_every_planned_step_as_a_dagster_step(
     result = outputs(run, "review")
     assert result["marigold/budget"].startswith("4 of 30 steps, 1 of 3 phases, ")
     assert run.summary.step("review").status == "succeeded"
+    started = {
+        entry.step_key: entry.timestamp
+        for entry in instance.all_logs(run.result.run_id, of_type=DagsterEventType.STEP_START)
+    }
+    # the planning step's time covers its whole region, from planning to its result
+    assert run.summary.step("review").started_at == started["review__plan"]
     materialized = {
         (
             tuple(e.event_specific_data.materialization.asset_key.path),
@@ -216,7 +223,8 @@ def test_exhausting_max_attempts_fails_the_step_with_the_whole_history(run_plann
     assert "attempt 1:" in description and "t.delete_everything" in description
     assert description.count("[CYCLE]") == 2
     assert not [key for key in run.started if key.startswith("review__L")]
-    assert run.summary.step("review").status == "not_run"
+    assert run.summary.step("review").status == "failed"
+    assert run.summary.step("review").detail.startswith("planning step 'review' got no valid")
 
 
 def test_a_second_phase_sees_the_first_phase_results_and_builds_on_them(

@@ -75,7 +75,7 @@ async def agent_story(client: Client) -> Story:
     launched = await confirmed(client, "launch_template", {"template": "contract_signoff"})
     run = launched["run"]
     run_id, task = run["run_id"], run["correlation_id"]
-    assert run["status"] == "FAILURE" and run["template"] == "contract_signoff"
+    assert run["status"] == "PAUSED" and run["template"] == "contract_signoff"
     summary = await call(client, "get_run", {"run_id": run_id})
     assert summary["waiting_gates"] == ["sign_off"]
     steps = {s["name"]: s for s in summary["steps"]}

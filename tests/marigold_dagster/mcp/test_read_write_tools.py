@@ -54,11 +54,11 @@ def test_every_read_and_write_tool_in_memory(tmp_path: Path, monkeypatch: pytest
             screen = next(s for s in again["steps"] if s["name"] == "screen")
             assert "1 rows: 0 processed, 1 dead-lettered" in screen["detail"]
 
-            # resume a failed run: a second gated run, resumed with no decision, pauses again
+            # resume a paused run: a second gated run, resumed with no decision, pauses again
             paused = await confirmed(client, "launch_template", {"template": "contract_signoff"})
             resumed = await confirmed(client, "resume_run", {"run_id": paused["run"]["run_id"]})
             assert resumed["parent_run_id"] == paused["run"]["run_id"]
-            assert resumed["status"] == "FAILURE"
+            assert resumed["status"] == "PAUSED"
             done = await call_failing(client, "resume_run", {"run_id": story.resumed_run_id})
             assert done["code"] == "INVALID_ARGUMENT" and "SUCCESS" in done["message"]
 

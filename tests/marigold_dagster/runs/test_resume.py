@@ -18,7 +18,7 @@ from dagster import AssetRecordsFilter, DagsterEventType, DagsterInstance, execu
 from marigold_dagster.errors import GateDecisionError, GateTimedOut, MarigoldError
 from marigold_dagster.jobs.gate_ops import gate_decision_job
 from marigold_dagster.keys import DECISION_OP, PAUSED_AT_GATE, gate_asset_key
-from marigold_dagster.records.gate_decisions import gate_state, record_decision
+from marigold_dagster.records.gate_decisions import gate_state, pause_record, record_decision
 from marigold_dagster.records.principals import (
     APPROVERS_ENV,
     PRINCIPAL_TAG_ENV,
@@ -117,11 +117,12 @@ def starts(instance: DagsterInstance, *run_ids: str) -> Counter[str]:
     return counted
 
 
-def pause_failure(instance: DagsterInstance, run_id: str):  # type: ignore[no-untyped-def]
-    records = instance.get_records_for_run(run_id, of_type=DagsterEventType.STEP_FAILURE).records
-    assert [r.event_log_entry.step_key for r in records] == ["sign_off"]
-    data = records[0].event_log_entry.dagster_event.step_failure_data
-    return data.user_failure_data
+def pause_of(instance: DagsterInstance, run_id: str) -> tuple[dict, str]:  # type: ignore[type-arg]
+    """The pause the gate recorded in run `run_id`: its metadata and its message."""
+    assert not instance.get_records_for_run(run_id, of_type=DagsterEventType.STEP_FAILURE).records
+    found = [(pause_record(e), e.message) for e in instance.all_logs(run_id)]
+    [(metadata, message)] = [(m, text) for m, text in found if m]
+    return metadata, message
 
 
 def test_a_gate_pauses_then_approval_resumes_from_the_gate(project, postgres_instance):
@@ -129,17 +130,21 @@ def test_a_gate_pauses_then_approval_resumes_from_the_gate(project, postgres_ins
     paused = project.launch(postgres_instance, "gate_approve")
 
     run = postgres_instance.get_run_by_id(paused)
-    assert run.status.value == "FAILURE"
-    failure = pause_failure(postgres_instance, paused)
-    metadata = {k: v.value for k, v in failure.metadata.items()}
+    assert run.status.value == "SUCCESS", "a designed pause is not a failure"
+    assert run.tags[PAUSED_AT_GATE] == "sign_off"
+    metadata, message = pause_of(postgres_instance, paused)
     assert metadata[PAUSED_AT_GATE] == "sign_off"
     assert metadata["marigold/prompt"] == "Send the batch?"
     assert metadata["marigold/approvers"] == ["alice", "bob"]
     assert metadata["marigold/approve_command"].startswith(f"marigold approve {paused} --step")
     assert metadata["marigold/decision_job"] == "marigold_gate_decision"
-    assert "Waiting for alice or bob to decide" in failure.description
+    assert "Waiting for alice or bob to decide" in message
     first = starts(postgres_instance, paused)
-    assert first == {"load": 1, "prepare": 1, "sign_off": 1, "audit": 1}, "nothing below ran"
+    # the converge below the gate starts, sees the run paused above it, and ends without output
+    assert first == {"load": 1, "prepare": 1, "sign_off": 1, "audit": 1, "report": 1}
+    outputs = postgres_instance.get_records_for_run(paused, of_type=DagsterEventType.STEP_OUTPUT)
+    produced = {r.event_log_entry.step_key for r in outputs.records}
+    assert produced == {"load", "prepare", "audit"}, "nothing below the gate produced anything"
 
     summary = summarise_run(postgres_instance, paused, frame)
     assert summary.step("sign_off").status == "paused"
@@ -160,7 +165,7 @@ def test_a_gate_pauses_then_approval_resumes_from_the_gate(project, postgres_ins
         "audit": 1,
         "sign_off": 2,
         "send": 1,
-        "report": 1,
+        "report": 2,  # the paused run's ended without output, waiting at the gate
     }, "no step before the gate ran twice"
     summary = summarise_run(postgres_instance, resumed.run_id, frame)
     assert summary.step("sign_off").status == "approved"
@@ -235,11 +240,11 @@ def test_resuming_before_a_decision_pauses_again_and_keeps_the_first_pause_time(
 ):
     project.add("gate_twice", gated("gate_twice", "{prompt: 'Go?', timeout_s: 3600}"))
     paused = project.launch(postgres_instance, "gate_twice")
-    first = pause_failure(postgres_instance, paused).metadata["marigold/paused_at"].value
+    first = pause_of(postgres_instance, paused)[0]["marigold/paused_at"]
 
     again = resume_run(postgres_instance, paused, project.definitions)
-    assert not again.success
-    second = pause_failure(postgres_instance, again.run_id).metadata["marigold/paused_at"].value
+    assert not again.success and again.paused_at == "sign_off"
+    second = pause_of(postgres_instance, again.run_id)[0]["marigold/paused_at"]
     assert second == first, "the deadline counts from the first pause"
 
     record_decision(postgres_instance, again.run_id, "sign_off", "approve", by="x", reason="y")
@@ -262,10 +267,19 @@ def test_a_run_failed_after_its_last_step_has_nothing_to_resume(project, postgre
         resume_run(postgres_instance, run_id, project.definitions)
 
 
-def test_a_paused_run_has_its_gate_and_what_follows_left_to_run(project, postgres_instance):
+def test_a_paused_run_has_no_failed_step_to_re_execute(project, postgres_instance):
+    """Nothing failed: resuming re-executes the gate and what follows (`sign_off*`) instead."""
     project.add("left", gated("left"))
     paused = project.launch(postgres_instance, "left")
-    assert set(steps_left(postgres_instance, paused)) == {"sign_off", "send", "report"}
+    run = postgres_instance.get_run_by_id(paused)
+    assert run.status.value == "SUCCESS" and run.tags[PAUSED_AT_GATE] == "sign_off"
+    assert set(starts(postgres_instance, paused)) == {
+        "load",
+        "prepare",
+        "audit",
+        "sign_off",
+        "report",
+    }
 
 
 def test_run_retries_do_not_relaunch_a_run_paused_at_a_gate(project, tmp_path):
@@ -281,9 +295,9 @@ def test_run_retries_do_not_relaunch_a_run_paused_at_a_gate(project, tmp_path):
     with DagsterInstance.from_config(str(home)) as instance:
         paused = instance.get_run_by_id(project.launch(instance, "paused"))
         failed = instance.get_run_by_id(project.launch(instance, "broken"))
-    assert paused.status.value == failed.status.value == "FAILURE"
+    assert paused.status.value == "SUCCESS" and failed.status.value == "FAILURE"
     assert paused.tags["dagster/retry_on_asset_or_op_failure"] == "false"
-    assert paused.tags["dagster/will_retry"] == "false"
+    assert paused.tags.get("dagster/will_retry", "false") == "false"
     assert failed.tags["dagster/will_retry"] == "true", "an ordinary failure is still retried"
 
 
