@@ -18,6 +18,14 @@ from resources.sglang import SGLangResource
 SGLANG_URL_ENV = "MARIGOLD_SGLANG_URL"
 SGLANG_MODEL_ENV = "MARIGOLD_SGLANG_MODEL"
 SGLANG_API_KEY_ENV = "MARIGOLD_SGLANG_API_KEY"
+SGLANG_BATCH_SIZE_ENV = "MARIGOLD_SGLANG_BATCH_SIZE"
+
+DEFAULT_BATCH_SIZE = 16
+"""Prompts per /generate request the jobs send. Measured against the test server (64 running,
+40 ms each: bench/bench_scale.py, bench/bench_sglang_throughput.py): one prompt per request
+reached about a third of capacity, the client's per-request overhead being the bottleneck;
+16 per request reached 0.87-0.96 of it. The in-flight limit stays the resource's default: the
+server's max_running_requests plus queue_headroom waiting, so a freed slot is refilled at once."""
 
 
 def model_resources(
@@ -33,6 +41,7 @@ def model_resources(
                 base_url=url,
                 model=environ.get(SGLANG_MODEL_ENV) or None,
                 api_key=EnvVar(SGLANG_API_KEY_ENV) if environ.get(SGLANG_API_KEY_ENV) else None,
+                batch_size=int(environ.get(SGLANG_BATCH_SIZE_ENV) or DEFAULT_BATCH_SIZE),
             )
         else:
             bound[key] = OfflineModel()
