@@ -94,3 +94,29 @@ def test_capabilities_prints_a_tier_and_its_token_count():
     assert done.returncode == 0, done.stderr
     assert "classify_records" in done.stdout
     assert "# tier 1:" in done.stderr and "tokens" in done.stderr
+
+
+def test_help_imports_neither_dagster_nor_pandas():
+    code = (
+        "import sys\n"
+        "from click.testing import CliRunner\n"
+        "from marigold_dagster.cli import main\n"
+        "result = CliRunner().invoke(main, ['--help'])\n"
+        "assert result.exit_code == 0, result.output\n"
+        "print(sorted(m for m in ('dagster', 'pandas', 'grammar_ops') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+def test_lazy_commands_show_their_own_help():
+    import click
+    from click.utils import make_default_short_help
+
+    from marigold_dagster.cli.main import _LazyGroup, main
+
+    ctx = click.Context(main)
+    for name, (_, shown) in _LazyGroup.lazy.items():
+        command = main.get_command(ctx, name)
+        assert command is not None and command.name == name
+        assert command.get_short_help_str() == make_default_short_help(shown)
