@@ -53,16 +53,12 @@ class _LazyGroup(click.Group):
         return super().get_command(ctx, cmd_name)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        rows = [
-            (
-                name,
-                click.utils.make_default_short_help(self.lazy[name][1])
-                if name in self.lazy
-                else self.commands[name].get_short_help_str(),
-            )
-            for name in self.list_commands(ctx)
-            if name in self.lazy or not self.commands[name].hidden
-        ]
+        rows: list[tuple[str, str]] = []
+        for name in self.list_commands(ctx):
+            if name in self.lazy:
+                rows.append((name, self.lazy[name][1]))
+            elif not self.commands[name].hidden:
+                rows.append((name, self.commands[name].get_short_help_str()))
         with formatter.section("Commands"):
             formatter.write_dl(rows)
 
