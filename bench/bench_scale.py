@@ -86,6 +86,7 @@ def child_template(rows: int, chunk_rows: int, work: Path) -> dict[str, Any]:
         f"local_artifact_storage:\n  module: dagster._core.storage.root\n"
         f"  class: LocalArtifactStorage\n  config:\n    base_dir: {home}\n"
         "telemetry:\n  enabled: false\n"
+        "python_logs:\n  python_log_level: INFO\n"  # as the project's dagster.yaml
     )
     os.environ["DAGSTER_HOME"] = str(home)
     started = time.perf_counter()
