@@ -28,6 +28,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -364,6 +365,11 @@ def uninterrupted_run(instance: DagsterInstance, template_path: str) -> float:
 
 def _child_main(home: str, target: tuple[str, str], args: tuple[str, ...], trial: str) -> None:
     os.environ["DAGSTER_HOME"] = home
+    # The job module may live beside this one (tests/, bench/): keep the checkout importable
+    # (at the end of sys.path: Dagster drops sys.path[0] while it imports the job module).
+    root = str(Path(__file__).resolve().parents[1])
+    if root not in sys.path[1:]:
+        sys.path.append(root)
     with open(Path(home) / f"child-{trial}.log", "wb") as log:
         os.dup2(log.fileno(), 2)  # Dagster's console log goes to a file, not the test output
     job = build_reconstructable_job(target[0], target[1], reconstructable_args=args)
