@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
-import socket
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -156,11 +154,6 @@ def progress_line(step_name: str, chunk: ChunkSpec, outcome: ChunkOutcome, secon
         f"{chunk.start}-{chunk.stop - 1}{failed}, {rows} rows in {seconds:.2f} s "
         f"({rate:.1f} rows/s)"
     )
-
-
-def worker_identity() -> str:
-    """`host:pid` of this process, recorded on each chunk so operators see where it ran."""
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def process_chunk(
@@ -449,7 +442,6 @@ def run_chunk(
         metadata.pop(bulky, None)
     metadata[keys.CHUNK_KEY] = f"{chunk.index + 1} of {chunk.total}"
     metadata[keys.FAILED_ROWS_KEY] = len(outcome.failed_rows)
-    metadata[keys.WORKER_KEY] = worker_identity()
     yield Output(outcome, RESULT, metadata=metadata)
     context.log.info(progress_line(step.name, chunk, outcome, time.perf_counter() - started))
 
