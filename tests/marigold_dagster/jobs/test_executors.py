@@ -34,7 +34,7 @@ def test_default_job_runs_in_process_and_multiprocess_stays_selectable(monkeypat
     job = build_defs(TEMPLATES).resolve_job_def("contract_review")
     assert job.executor_def.name == "in_process_by_default"
     plan_config = {"execution": {"config": {"multiprocess": {"max_concurrent": 2}}}}
-    assert validate_run_config(job, plan_config)["execution"]["config"]["multiprocess"]
+    assert "multiprocess" in str(validate_run_config(job, plan_config)["execution"])
 
 
 def test_celery_jobs_route_model_steps_to_their_model_queue(monkeypatch):
