@@ -38,9 +38,12 @@ from tests.support.deployment import BIN, ROOT, DagsterDeployment  # noqa: E402
 ADMIN = {"host": "127.0.0.1", "port": 5432, "user": "postgres", "dbname": "test"}
 
 
-def ui_run(deployment: DagsterDeployment, template: str) -> dict[str, float]:
+def ui_run(
+    deployment: DagsterDeployment, template: str, executor: str | None
+) -> dict[str, float]:
     started = time.time()
-    run_id = deployment.launch_run(template)
+    run_config = {"execution": {"config": {executor: {}}}} if executor else {}
+    run_id = deployment.launch_run(template, run_config)
     status = deployment.wait_for_run(run_id, timeout_s=600)
     if status != "SUCCESS":
         raise SystemExit(deployment.describe_run(run_id))
@@ -74,6 +77,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--template", default="contract_review")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--ui-executor",
+        choices=["in_process", "multiprocess"],
+        default=None,
+        help="run config for the UI launches (default: none, the job's default executor)",
+    )
     args = parser.parse_args()
     database = f"marigold_bench_{uuid.uuid4().hex[:10]}"
     admin = psycopg2.connect(**ADMIN, connect_timeout=5)
@@ -81,7 +90,11 @@ def main() -> None:
     with admin.cursor() as cursor:
         cursor.execute(f'CREATE DATABASE "{database}"')
     url = f"postgresql+psycopg2://postgres@127.0.0.1:5432/{database}"
-    results: dict[str, Any] = {"template": args.template, "runs": args.runs}
+    results: dict[str, Any] = {
+        "template": args.template,
+        "runs": args.runs,
+        "ui_executor": args.ui_executor or "job default",
+    }
     try:
         with tempfile.TemporaryDirectory() as home:
             with DagsterDeployment.start(Path(home), url) as deployment:
@@ -89,7 +102,7 @@ def main() -> None:
                 ui: list[dict[str, float]] = []
                 cli: list[dict[str, float]] = []
                 for _ in range(args.runs):
-                    ui.append(ui_run(deployment, args.template))
+                    ui.append(ui_run(deployment, args.template, args.ui_executor))
                     cli.append(cli_run(deployment, args.template))
         for name, samples in (("ui", ui), ("cli", cli)):
             results[name] = {
