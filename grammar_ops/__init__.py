@@ -16,6 +16,7 @@ from grammar_ops.composition import Composition, CompositionResult, PrimitiveMet
 from grammar_ops.context import PrimitiveContext, StepTimeout
 from grammar_ops.contracts import Decision, Document, Kind
 from grammar_ops.expressions import ExpressionError, parse_expression
+from grammar_ops.failures import ConfigurationError, TransientError, is_transient
 from grammar_ops.findings import (
     CompositionError,
     Finding,
@@ -33,6 +34,7 @@ __all__ = [
     "Catalog",
     "Composition",
     "CompositionError",
+    "ConfigurationError",
     "CompositionResult",
     "Decision",
     "Document",
@@ -52,10 +54,12 @@ __all__ = [
     "PrimitiveError",
     "PrimitiveMetric",
     "StepTimeout",
+    "TransientError",
     "UsageMeter",
     "application_capability",
     "config_json_schema",
     "count_tokens",
+    "is_transient",
     "parse_expression",
     "render_capability_tier",
     "standard_catalog",

@@ -13,12 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from grammar_ops.failures import TransientError
 from grammar_ops.findings import PrimitiveError
 from grammar_ops.model import ModelClient, UsageMeter
 
 
-class StepTimeout(PrimitiveError):
-    """The step ran past its `timeout_s`."""
+class StepTimeout(TransientError):
+    """The step ran past its `timeout_s` (transient: another try may finish in time)."""
 
 
 @dataclass

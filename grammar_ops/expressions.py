@@ -24,18 +24,30 @@ from __future__ import annotations
 import ast
 import json
 import operator
+import re
+import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Annotated, Any
 
 import jmespath
+import jmespath.functions
+import jmespath.parser
+import jmespath.visitor
 from pydantic import AfterValidator
 
 from grammar_ops.findings import GrammarError
 
 MAX_LENGTH = 2000
 MAX_DEPTH = 40
+MAX_STRING_LENGTH = 1_000_000  # characters in a string an expression builds
+MAX_LIST_LENGTH = 100_000  # items in a list an expression builds
+MAX_FORMAT_WIDTH = 1000  # width and precision in a `'%5.2f' % x` format
+MAX_ROUND_DIGITS = 100  # |digits| in round(x, digits)
+MAX_INT_BITS = 10_000  # bits in an integer an expression builds (about 3,000 digits)
+MAX_ROW_SECONDS = 1.0  # wall clock per row an expression is evaluated on
 
 Row = Mapping[str, Any]
 RowFn = Callable[[Row], Any]
@@ -65,6 +77,60 @@ def _number(value: Any) -> float | None:
     return float(value)
 
 
+def _round(value: Any, digits: Any = None) -> Any:
+    if digits is None:
+        return round(value)
+    if not isinstance(digits, int) or abs(digits) > MAX_ROUND_DIGITS:
+        raise ValueError(
+            f"round() digits must be a whole number from -{MAX_ROUND_DIGITS} to "
+            f"{MAX_ROUND_DIGITS} (MAX_ROUND_DIGITS), got {str(digits)[:40]}"
+        )
+    return round(value, digits)
+
+
+# A printf-style conversion: %[(key)][flags][width][.precision][length]type
+_CONVERSION = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d*))?[hlL]?(.)?", re.DOTALL)
+
+
+def _format(template: str, values: Any) -> str:
+    """`template % values` with every width and precision held to MAX_FORMAT_WIDTH."""
+    for match in _CONVERSION.finditer(template):
+        for part in match.group(1, 2):
+            if part == "*" or (part and int(part) > MAX_FORMAT_WIDTH):
+                raise ValueError(
+                    f"format `{match.group()[:40]}` has a `*` width, or a width or precision over "
+                    f"{MAX_FORMAT_WIDTH} (MAX_FORMAT_WIDTH)"
+                )
+    return template % values
+
+
+def _check_size(value: Any) -> Any:
+    """`value` when it is within the size limits for values an expression builds."""
+    if isinstance(value, str) and len(value) > MAX_STRING_LENGTH:
+        raise ValueError(
+            f"the result is a string of {len(value)} characters, over {MAX_STRING_LENGTH} "
+            "(MAX_STRING_LENGTH)"
+        )
+    if isinstance(value, list) and len(value) > MAX_LIST_LENGTH:
+        raise ValueError(
+            f"the result is a list of {len(value)} items, over {MAX_LIST_LENGTH} (MAX_LIST_LENGTH)"
+        )
+    if isinstance(value, int) and value.bit_length() > MAX_INT_BITS:
+        raise ValueError(f"the result is an integer over {MAX_INT_BITS} bits (MAX_INT_BITS)")
+    if time.monotonic() > _clock.deadline:
+        raise ValueError(
+            f"evaluation ran longer than {MAX_ROW_SECONDS} s per row (MAX_ROW_SECONDS)"
+        )
+    return value
+
+
+class _Clock(threading.local):
+    deadline = float("inf")
+
+
+_clock = _Clock()
+
+
 def _contains(haystack: Any, needle: Any) -> bool:
     return haystack is not None and needle is not None and needle in haystack
 
@@ -81,7 +147,7 @@ ROW_FUNCTIONS: dict[str, tuple[Callable[..., Any], int, int]] = {
     "coalesce": (_coalesce, 1, 16),
     "is_null": (lambda value: value is None, 1, 1),
     "abs": (_no_null(abs), 1, 1),
-    "round": (_no_null(round), 1, 2),
+    "round": (_no_null(_round), 1, 2),
     "number": (_number, 1, 1),
     "string": (_no_null(str), 1, 1),
 }
@@ -168,7 +234,10 @@ class Expression:
         if self._row_fn is None:
             raise ExpressionError(f"`{self.text}` is an aggregate expression; use evaluate_rows")
         try:
+            _clock.deadline = time.monotonic() + MAX_ROW_SECONDS
             return self._row_fn(row)
+        except RecursionError:
+            raise ExpressionError(f"`{self.text}` nests too deeply to evaluate") from None
         except (TypeError, ValueError, AttributeError, ArithmeticError) as error:
             raise ExpressionError(f"`{self.text}` failed: {error}") from None
 
@@ -181,7 +250,10 @@ class Expression:
         if self._table_fn is None:
             raise ExpressionError(f"`{self.text}` is a row expression; use evaluate_row")
         try:
+            _clock.deadline = time.monotonic() + MAX_ROW_SECONDS * max(1, len(rows))
             return self._table_fn(rows)
+        except RecursionError:
+            raise ExpressionError(f"`{self.text}` nests too deeply to evaluate") from None
         except (TypeError, ValueError, AttributeError, ArithmeticError) as error:
             raise ExpressionError(f"`{self.text}` failed: {error}") from None
 
@@ -199,17 +271,21 @@ def parse_expression(text: str, *, aggregate: bool = False) -> Expression:
         raise ExpressionError(f"expression is {len(text)} characters long; at most {MAX_LENGTH}")
     try:
         tree = ast.parse(text.strip(), mode="eval")
+        builder = _Builder(text.strip())
+        if aggregate:
+            table_fn = builder.table(tree.body, 0)
+            return Expression(text, True, frozenset(builder.fields), None, table_fn)
+        row_fn = builder.row(tree.body, 0)
+        return Expression(text, False, frozenset(builder.fields), row_fn, None)
     except SyntaxError as error:
         raise ExpressionError(
             f"`{text}` is not a valid expression at column {error.offset or 0}: {error.msg}. "
             f"Allowed: {ALLOWED}"
         ) from None
-    builder = _Builder(text.strip())
-    if aggregate:
-        table_fn = builder.table(tree.body, 0)
-        return Expression(text, True, frozenset(builder.fields), None, table_fn)
-    row_fn = builder.row(tree.body, 0)
-    return Expression(text, False, frozenset(builder.fields), row_fn, None)
+    except (RecursionError, MemoryError):
+        raise ExpressionError(
+            f"`{text[:80]}...` nests too deeply to read; at most {MAX_DEPTH} levels (MAX_DEPTH)"
+        ) from None
 
 
 def check_row_expression(text: str) -> str:
@@ -240,6 +316,11 @@ class _Builder:
         self.text = text
         self.fields: set[str] = set()
         self.in_aggregate_argument = False
+
+    def source(self, node: ast.AST) -> str:
+        """The text of `node`, cut short (read from the source: no recursion over the tree)."""
+        segment = ast.get_source_segment(self.text, node) or type(node).__name__
+        return segment if len(segment) <= 60 else segment[:57] + "..."
 
     def fail(self, node: ast.AST, what: str) -> ExpressionError:
         column = getattr(node, "col_offset", 0) + 1
@@ -338,7 +419,7 @@ class _Builder:
             return lambda row: body(row) if test(row) else orelse(row)
         if isinstance(node, ast.Call):
             return self._row_call(node, recurse, d, in_aggregate=in_aggregate)
-        raise self.fail(node, f"`{ast.unparse(node)}` ({type(node).__name__})")
+        raise self.fail(node, f"`{self.source(node)}` ({type(node).__name__})")
 
     def _field(self, name: str) -> RowFn:
         self.fields.add(name)
@@ -363,7 +444,9 @@ class _Builder:
                 raise TypeError(f"`*` multiplies numbers only, got {a!r} and {b!r}")
             if symbol in {"/", "//", "%"} and b == 0:
                 return None
-            return fn(a, b)
+            if symbol == "%" and isinstance(a, str):
+                return _check_size(_format(a, b))
+            return _check_size(fn(a, b))
 
         return apply
 
@@ -397,7 +480,7 @@ class _Builder:
     ) -> Callable[[Any], Any]:
         name = node.func.id if isinstance(node.func, ast.Name) else None
         if name is None:
-            raise self.fail(node, f"calling `{ast.unparse(node.func)}`")
+            raise self.fail(node, f"calling `{self.source(node.func)}`")
         if node.keywords:
             raise self.fail(node, f"keyword arguments to `{name}()`")
         if name in AGGREGATE_FUNCTIONS:
@@ -428,7 +511,7 @@ class _Builder:
             expected = str(least) if least == most else f"{least} to {most}"
             raise self.fail(node, f"`{name}()` with {len(node.args)} arguments (takes {expected})")
         arguments = [recurse(arg, depth) for arg in node.args]
-        return lambda row: fn(*(argument(row) for argument in arguments))
+        return lambda row: _check_size(fn(*(argument(row) for argument in arguments)))
 
 
 def _is_number(value: Any) -> bool:
@@ -439,14 +522,150 @@ def _null_false(fn: Callable[[Any, Any], bool]) -> Callable[[Any, Any], bool]:
     return lambda a, b: a is not None and b is not None and fn(a, b)
 
 
+MAX_JMESPATH_LENGTH = 1000  # characters in a JMESPath expression
+MAX_JMESPATH_NODES = 300  # nodes of its parsed tree
+MAX_JMESPATH_OPERATIONS = 3_000_000  # interpreter steps (and created list items) per search
+MAX_JMESPATH_SECONDS = 10.0  # wall clock per search, whatever the step's timeout
+MAX_JMESPATH_SIZE = 5_000_000  # values (64 characters of text count as one) a multi-select holds
+
+
+def _jmespath_tree(select: str) -> jmespath.parser.ParsedResult:
+    if len(select) > MAX_JMESPATH_LENGTH:
+        raise ExpressionError(
+            f"JMESPath expression is {len(select)} characters long; at most "
+            f"{MAX_JMESPATH_LENGTH} (MAX_JMESPATH_LENGTH)"
+        )
+    try:
+        parsed = jmespath.compile(select)
+    except jmespath.exceptions.JMESPathError as error:
+        raise ExpressionError(f"`{select}` is not a valid JMESPath expression: {error}") from None
+    except RecursionError:
+        raise ExpressionError(
+            f"`{select[:80]}` nests too deeply to read as a JMESPath expression"
+        ) from None
+    nodes, stack = 0, [parsed.parsed]
+    while stack:
+        node = stack.pop()
+        nodes += 1
+        if nodes > MAX_JMESPATH_NODES:
+            raise ExpressionError(
+                f"`{select[:80]}` has more than {MAX_JMESPATH_NODES} parts (MAX_JMESPATH_NODES); "
+                "select in smaller steps"
+            )
+        stack.extend(child for child in node.get("children", ()) if isinstance(child, dict))
+    return parsed
+
+
 def check_jmespath(select: str | None) -> str | None:
-    """`select` when it is a valid JMESPath expression (the other declarative language here)."""
+    """`select` when it is a valid JMESPath expression (the other declarative language here).
+
+    Raises:
+        ExpressionError: invalid, or over MAX_JMESPATH_LENGTH / MAX_JMESPATH_NODES.
+    """
     if select is not None:
-        try:
-            jmespath.compile(select)
-        except jmespath.exceptions.JMESPathError as error:
-            raise ValueError(f"`{select}` is not a valid JMESPath expression: {error}") from None
+        _jmespath_tree(select)
     return select
+
+
+def search_jmespath(select: str, data: Any) -> Any:
+    """`jmespath.search(select, data)` within bounds on time, work and size.
+
+    Every interpreter step counts against MAX_JMESPATH_OPERATIONS (a list the search creates
+    counts its length), and the search stops after MAX_JMESPATH_SECONDS. A multi-select
+    (`{a: x, b: y}`, `[x, y]`) is the one construct that can put one value in several places,
+    so `{a:@,b:@}.{a:@,b:@}...` doubles per level without copying anything, until something
+    walks or writes it out: each multi-select's written-out size is counted (shared values
+    every time) and held to MAX_JMESPATH_SIZE.
+
+    Raises:
+        ExpressionError: naming the limit that was reached.
+    """
+    parsed = _jmespath_tree(select)
+    interpreter = _BoundedInterpreter(select)
+    try:
+        return interpreter.visit(parsed.parsed, data)
+    except RecursionError:
+        raise ExpressionError(f"`{select[:80]}` nests too deeply to evaluate") from None
+    except jmespath.exceptions.JMESPathError as error:
+        raise ExpressionError(f"`{select[:80]}` failed: {error}") from None
+
+
+class _BoundedInterpreter(jmespath.visitor.TreeInterpreter):  # type: ignore[misc]
+    def __init__(self, select: str) -> None:
+        super().__init__()
+        self.select = select
+        self.operations = 0
+        self.deadline = time.monotonic() + MAX_JMESPATH_SECONDS
+        # id -> (written-out size, the container itself, kept alive so its id stays its own)
+        self.sizes: dict[int, tuple[int, Any]] = {}
+
+    def visit(self, node: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        self.operations += 1
+        if not self.operations & 0x3FF:
+            self._charge(0)
+        method = self._method_cache.get(node["type"])
+        if method is None:
+            method = getattr(self, f"visit_{node['type']}", self.default_visit)
+            self._method_cache[node["type"]] = method
+        result = method(node, *args, **kwargs)
+        if result.__class__ is list and not (args and result is args[0]):
+            self._charge(len(result))
+        return result
+
+    def _charge(self, operations: int) -> None:
+        """Count `operations`; check the step limit, and the clock every 1,024 steps or so."""
+        before = self.operations
+        self.operations += operations
+        if self.operations > MAX_JMESPATH_OPERATIONS:
+            raise ExpressionError(
+                f"`{self.select[:80]}` took more than {MAX_JMESPATH_OPERATIONS} steps "
+                "(MAX_JMESPATH_OPERATIONS); select less, or in smaller steps"
+            )
+        crossed = before >> 10 != self.operations >> 10 or not operations
+        if crossed and time.monotonic() > self.deadline:
+            raise ExpressionError(
+                f"`{self.select[:80]}` ran longer than {MAX_JMESPATH_SECONDS} s "
+                "(MAX_JMESPATH_SECONDS); select less, or in smaller steps"
+            )
+
+    def visit_multi_select_dict(self, node: dict[str, Any], value: Any) -> Any:
+        return self._sized(super().visit_multi_select_dict(node, value))
+
+    def visit_multi_select_list(self, node: dict[str, Any], value: Any) -> Any:
+        return self._sized(super().visit_multi_select_list(node, value))
+
+    def _sized(self, collected: Any) -> Any:
+        if collected is not None:
+            size = self._size(collected)
+            if size > MAX_JMESPATH_SIZE:
+                raise ExpressionError(
+                    f"`{self.select[:80]}` builds a value of {size} items written out, more "
+                    f"than {MAX_JMESPATH_SIZE} (MAX_JMESPATH_SIZE); a multi-select that repeats "
+                    "its input grows with every level: select less, or in smaller steps"
+                )
+        return collected
+
+    def _size(self, value: Any) -> int:
+        """The written-out size of `value`, every container's size memoised by identity."""
+        if not isinstance(value, dict | list):
+            return 1 + len(value) // 64 if isinstance(value, str) else 1
+        stack: list[tuple[Any, bool]] = [(value, False)]
+        while stack:
+            item, children_done = stack.pop()
+            if id(item) in self.sizes:
+                continue
+            children = list(item.values()) if isinstance(item, dict) else item
+            if children_done:
+                size = 1 + sum(
+                    self.sizes[id(c)][0] if isinstance(c, dict | list) else self._size(c)
+                    for c in children
+                )
+                self.sizes[id(item)] = (size, item)
+                self._charge(len(children))
+                continue
+            stack.append((item, True))
+            stack.extend((c, False) for c in children if isinstance(c, dict | list))
+        return self.sizes[id(value)][0]
 
 
 JMESPathSelect = Annotated[str | None, AfterValidator(check_jmespath)]

@@ -11,6 +11,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
+from grammar_ops.schemas import check_json_schema
+
 Purpose = Literal["classify", "extract", "generate", "summarise", "decide", "plan"]
 
 
@@ -43,6 +45,9 @@ class ModelCall:
             raise ValueError("a ModelCall takes at most one of json_schema, regex, ebnf, choices")
         if self.max_new_tokens <= 0:
             raise ValueError(f"max_new_tokens must be positive, got {self.max_new_tokens}")
+        if self.json_schema is not None:
+            # Refused here, before any client sends it or builds a validator from it.
+            check_json_schema(self.json_schema)
 
     @property
     def constrained(self) -> bool:

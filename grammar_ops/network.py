@@ -19,6 +19,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 import socket
 import ssl
 import time
@@ -29,12 +30,27 @@ from typing import Annotated, Any
 import httpx
 from pydantic import AfterValidator
 
+from grammar_ops.failures import TransientError
 from grammar_ops.findings import HostNotAllowed, PrimitiveError
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 REDIRECT_STATUSES = {301, 302, 303, 307, 308}
+
+
+_USERINFO = re.compile(r"(?<=://)[^/?#@\s]*@")
+
+
+def redact_url(text: str) -> str:
+    """`text` with the credentials of every URL in it (`http://user:pass@host/`) replaced.
+
+    Every message, receipt and response record that names a URL goes through this.
+
+        >>> redact_url("GET http://user:s3cret@api.example.com/x failed")
+        'GET http://***@api.example.com/x failed'
+    """
+    return _USERINFO.sub("***@", text)
 
 
 @dataclass(frozen=True)
@@ -48,7 +64,7 @@ class CheckedTarget:
 
 @dataclass(frozen=True)
 class GuardedResponse:
-    """A response read within the size cap."""
+    """A response read within the size cap; `url` has its credentials redacted."""
 
     url: str
     status_code: int
@@ -87,6 +103,46 @@ def _as_address(text: str) -> IPAddress | None:
     return address
 
 
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # well-known prefix: IPv4 in the last 32 bits
+_NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")  # local-use translation (RFC 8215)
+_IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")  # deprecated ::a.b.c.d
+_TEREDO = ipaddress.IPv6Network("2001::/32")
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> tuple[str, ipaddress.IPv4Address] | None:
+    """The IPv4 address an IPv6 address carries (NAT64, 6to4, IPv4-compatible), and how."""
+    if address in _NAT64:
+        return "a NAT64", ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    if address.sixtofour is not None:
+        return "a 6to4", address.sixtofour
+    if address in _IPV4_COMPATIBLE and int(address) > 1:
+        return "an IPv4-compatible", ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
+def _non_public(address: IPAddress) -> str | None:
+    """Why `address` is not a public address ("a private address"), or None when it is public.
+
+    IPv6 addresses that carry an IPv4 address are judged by it; Teredo, local-use NAT64 and
+    site-local addresses are never public.
+    """
+    if isinstance(address, ipaddress.IPv6Address):
+        if address in _TEREDO:
+            return "a Teredo address"
+        if address in _NAT64_LOCAL:
+            return "a local-use NAT64 address"
+        if address.is_site_local:
+            return "a site-local address"
+        embedded = _embedded_ipv4(address)
+        if embedded is not None:
+            how, ipv4 = embedded
+            reason = _non_public(ipv4)
+            return f"{how} address of {ipv4}, {reason}" if reason else None
+    if address.is_global:
+        return None
+    return f"{_describe(address)} address"
+
+
 def _describe(address: IPAddress) -> str:
     for label, flag in (
         ("a loopback", address.is_loopback),
@@ -113,7 +169,7 @@ def check_target(url: httpx.URL | str, allowed_hosts: Collection[str]) -> Checke
         raise HostNotAllowed(f"URL scheme `{url.scheme}` is not allowed; use http or https")
     host = url.host.lower().rstrip(".")
     if not host:
-        raise HostNotAllowed(f"URL `{url}` has no host")
+        raise HostNotAllowed(f"URL `{redact_url(str(url))}` has no host")
     names, networks = _parse_allowed(allowed_hosts)
     literal = _as_address(host)
     if literal is not None:
@@ -133,11 +189,12 @@ def check_target(url: httpx.URL | str, allowed_hosts: Collection[str]) -> Checke
     if not addresses:
         raise PrimitiveError(f"host `{host}` resolved to no usable address")
     for address in addresses:
-        if not address.is_global and not any(address in network for network in networks):
+        reason = _non_public(address)
+        if reason and not any(address in network for network in networks):
             raise HostNotAllowed(
-                f"host `{host}` resolves to {address}, {_describe(address)} address; private, "
-                "loopback and link-local addresses are reachable only when the address itself "
-                f"is listed in allowed_hosts (add `{address}` to reach it)"
+                f"host `{host}` resolves to {address}, {reason}; private, loopback and "
+                "link-local addresses are reachable only when the address itself is listed in "
+                f"allowed_hosts (add `{address}` to reach it)"
             )
     return CheckedTarget(url, host, addresses[0])
 
@@ -162,7 +219,8 @@ def guarded_request(
 
     Raises:
         HostNotAllowed: a hop is outside the allow-list.
-        PrimitiveError: timeout, connection failure, too many redirects or an oversized body.
+        TransientError: a timeout or a connection failure (retrying may fix it).
+        PrimitiveError: too many redirects or an oversized body.
     """
     if json_body is not None:
         content = json.dumps(json_body, default=str, ensure_ascii=False).encode("utf-8")
@@ -173,7 +231,7 @@ def guarded_request(
             target = check_target(current, allowed_hosts)
             remaining = timeout_s - (time.monotonic() - started)
             if remaining <= 0:
-                raise PrimitiveError(f"request to `{target.host}` ran past {timeout_s} s")
+                raise TransientError(f"request to `{target.host}` ran past {timeout_s} s")
             response = _send(client, method, target, content, headers or {}, remaining, max_bytes)
             location = response.headers.get("location")
             if response.status_code in REDIRECT_STATUSES and location and method == "GET":
@@ -181,8 +239,8 @@ def guarded_request(
                 continue
             return response
     raise PrimitiveError(
-        f"`{url}` redirected more than {max_redirects} time(s); raise max_redirects or use the "
-        "final URL"
+        f"`{redact_url(url)}` redirected more than {max_redirects} time(s); raise max_redirects "
+        "or use the final URL"
     )
 
 
@@ -237,17 +295,19 @@ def _send(
                 if len(body) > max_bytes:
                     raise PrimitiveError(_too_large(target, max_bytes))
             return GuardedResponse(
-                url=str(target.url),
+                url=redact_url(str(target.url)),
                 status_code=response.status_code,
                 headers=dict(response.headers),
                 content=bytes(body),
             )
     except httpx.TimeoutException:
-        raise PrimitiveError(
+        raise TransientError(
             f"request to `{target.host}` timed out after {timeout_s:.1f} s"
         ) from None
     except httpx.HTTPError as error:
-        raise PrimitiveError(f"request to `{target.host}` failed: {error}") from None
+        raise TransientError(
+            f"request to `{target.host}` failed: {redact_url(str(error))}"
+        ) from None
 
 
 def _too_large(target: CheckedTarget, max_bytes: int) -> str:

@@ -6,13 +6,14 @@ catalog expands it into primitives and validates the result like any composition
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from grammar_ops.catalog import Pattern
 from grammar_ops.expressions import literal
 from grammar_ops.primitive import PrimitiveConfig
+from grammar_ops.schemas import check_json_schema
 
 _MODEL = "Model role to call (a key of the template's `models:`)."
 
@@ -54,7 +55,7 @@ class ExtractFieldsConfig(
     },
 ):
     field: str = Field(description="Field holding the text to extract from.")
-    json_schema: dict[str, Any] = Field(
+    json_schema: Annotated[dict[str, Any], AfterValidator(check_json_schema)] = Field(
         alias="schema", description="Object JSON Schema of the fields to extract."
     )
     on_invalid: Literal["annotate", "drop", "fail"] = Field(
@@ -85,7 +86,9 @@ class ValidateAndRouteConfig(
         ]
     },
 ):
-    json_schema: dict[str, Any] = Field(alias="schema", description="JSON Schema for each row.")
+    json_schema: Annotated[dict[str, Any], AfterValidator(check_json_schema)] = Field(
+        alias="schema", description="JSON Schema for each row."
+    )
     valid_branch: str = Field(description="Branch chosen when few enough rows are invalid.")
     invalid_branch: str = Field(description="Branch chosen when too many rows are invalid.")
     max_invalid: int = Field(0, ge=0, description="Invalid rows tolerated before routing away.")

@@ -14,6 +14,7 @@ from typing import Any
 import pyarrow as pa
 
 from grammar_ops.contracts import Decision, Document
+from grammar_ops.failures import ConfigurationError
 from grammar_ops.findings import PrimitiveError
 
 
@@ -78,18 +79,19 @@ def field_names(value: Any) -> list[str]:
 
 
 def require_fields(needed: Iterable[str], value: Any, what: str) -> None:
-    """Raise a PrimitiveError naming the fields `what` needs that the value lacks.
+    """Raise a ConfigurationError naming the fields `what` needs that the value lacks.
 
-    An empty value has no fields to check and passes.
+    A table always has its fields, even with zero rows (or none at all); empty records have no
+    fields to check and pass.
     """
     available = field_names(value)
-    if not available:
+    if not available and not isinstance(value, pa.Table):
         return
     missing = [name for name in needed if name not in available]
     if missing:
-        raise PrimitiveError(
+        raise ConfigurationError(
             f"{what} refers to unknown field(s) {', '.join(f'`{m}`' for m in missing)}; "
-            f"available fields: {', '.join(available)}"
+            f"available fields: {', '.join(available) or '(none)'}"
         )
 
 

@@ -6,6 +6,7 @@ run-scoped Parquet file and only a `TableRef` (path and row count) crosses the s
 
 from __future__ import annotations
 
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,9 +77,17 @@ class StepValue:
 
 
 def artifacts_dir(storage_directory: str, run_id: str) -> Path:
-    """The folder a run's tables and reports are written to, under the instance's storage."""
-    path = (Path(storage_directory) / "marigold" / run_id).resolve()
-    path.mkdir(parents=True, exist_ok=True)
+    """The folder a run's tables and reports are written to, under the instance's storage.
+
+    It and `marigold/` above it are owner-only (0700), whatever the umask: run data is the
+    deployment's, not every local user's.
+    """
+    base = Path(storage_directory) / "marigold"
+    path = (base / run_id).resolve()
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for folder in (base, path):
+        if stat.S_IMODE(folder.stat().st_mode) != 0o700:
+            folder.chmod(0o700)
     return path
 
 
@@ -93,6 +102,8 @@ def store_value(
     if isinstance(value, pa.Table):
         path = directory / f"{_file_stem(step_key)}.parquet"
         tmp = path.with_suffix(".parquet.tmp")
+        tmp.touch(mode=0o600, exist_ok=True)
+        tmp.chmod(0o600)
         pq.write_table(value, tmp, row_group_size=row_group_size)
         tmp.replace(path)  # atomic: a re-executed step never sees half a file
         return StepValue(step=step_key, kind=kind, payload=TableRef(str(path), value.num_rows))
@@ -113,6 +124,8 @@ def store_table_parts(step_key: str, parts: list[TableRef], directory: Path) -> 
         pa.unify_schemas(schemas, promote_options="permissive") if schemas else pa.schema([])
     )
     rows = 0
+    tmp.touch(mode=0o600, exist_ok=True)
+    tmp.chmod(0o600)
     with pq.ParquetWriter(tmp, schema) as writer:
         for part in parts:
             table = _conform(part.load(), schema)

@@ -6,7 +6,8 @@ MarigoldError
 ├── PlanRejected           the planner produced no valid fragment within `max_attempts`
 ├── GateDecisionError      a gate decision could not be recorded
 │   └── GateTimedOut       the gate's `timeout_s` passed before a decision
-└── UnknownCorrelationId   no run belongs to the given task
+├── UnknownCorrelationId   no run belongs to the given task
+└── InputOutsideRoots      a launch input resolves outside the input roots
 YamlSyntaxError (ValueError): template text that is not valid YAML
 └── YamlLimitError         valid YAML over a parsing limit
 """
@@ -96,3 +97,7 @@ class GateTimedOut(GateDecisionError):
 
 class UnknownCorrelationId(MarigoldError):
     """No run in the instance belongs to the given task."""
+
+
+class InputOutsideRoots(MarigoldError):
+    """A launch input path resolves (links followed) outside every input root."""

@@ -14,7 +14,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from jsonschema.validators import validator_for
+from grammar_ops.schemas import SchemaNotAllowed, build_validator
 
 _MAX_DEPTH = 12
 _FORMAT_EXAMPLES = {
@@ -39,7 +39,10 @@ class _Builder:
 
     def __init__(self, root: Mapping[str, Any]):
         self.root = root
-        self.validator = validator_for(root)(root)
+        try:
+            self.validator = build_validator(root)
+        except SchemaNotAllowed as error:
+            raise SchemaInstanceError(str(error)) from None
 
     def is_valid(self, schema: Any, value: Any) -> bool:
         return bool(self.validator.evolve(schema=schema).is_valid(value))

@@ -5,7 +5,8 @@
 - `ModelServerCheckError`: the server check at resource setup failed (down, unauthorised,
   serving another model); raised before any step runs.
 - `ModelAnswerError`: the server answered, but the answer is unusable: truncated at
-  `max_new_tokens`, not JSON, not valid against the schema, or not one of the choices.
+  `max_new_tokens`, not JSON, not valid against the schema, or not one of the choices; it
+  carries the tokens the answer took.
 
 Messages say what was wrong and what would be valid; they never contain the API key or the
 prompt.
@@ -40,4 +41,13 @@ class ModelServerCheckError(ModelServerError):
 
 
 class ModelAnswerError(ModelServerError):
-    """The model server answered, but the answer is truncated, malformed or out of bounds."""
+    """The model server answered, but the answer is truncated, malformed or out of bounds.
+
+    The answer still took tokens: the server's counts (and their cost) ride on the error, so
+    usage meters and budgets count a rejected answer like an accepted one.
+    """
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    cost_usd: float = 0.0

@@ -1,8 +1,10 @@
-"""Choices as a regex alternation: how a choices call is constrained on SGLang, and read back.
+"""Regexes for constrained calls: choices as an alternation, and patterns anchored for schemas.
 
 SGLang's HTTP API has no `choices` parameter (its frontend's `select` is not an HTTP feature),
 so a choices call is sent as the regex `(a|b|c)` of the escaped choices, which SGLang's grammar
 backend enforces. `literal_alternatives` reads such a regex back into its choices.
+OpenAI-compatible servers take a regex only as a JSON-schema string `pattern`, which
+`anchored_regex` anchors as a whole.
 """
 
 from __future__ import annotations
@@ -21,6 +23,23 @@ def choices_regex(choices: Sequence[str]) -> str:
         '(low|high\\\\+)'
     """
     return "(" + "|".join(re.escape(choice) for choice in choices) + ")"
+
+
+def anchored_regex(regex: str) -> str:
+    """`regex` anchored with `^...$` as a whole, as JSON-schema `pattern` converters expect.
+
+    llama.cpp's schema converter accepts any string for an unanchored pattern; a full match is
+    what the platform means by a regex constraint, so it is made explicit.
+
+    Example:
+        >>> anchored_regex(r"\\d+")
+        '^(?:\\d+)$'
+        >>> anchored_regex(r"^(?:a|b)$")
+        '^(?:a|b)$'
+    """
+    if regex.startswith("^") and regex.endswith("$") and not regex.endswith("\\$"):
+        return regex
+    return f"^(?:{regex})$"
 
 
 def literal_alternatives(regex: str) -> list[str] | None:

@@ -55,14 +55,15 @@ from urllib.parse import urlsplit, urlunsplit
 
 import dagster as dg
 import httpx
-from jsonschema.validators import validator_for
 from pydantic import Field, PrivateAttr
 
+from grammar_ops.failures import transient_status
 from grammar_ops.model import ModelCall, ModelError, ModelReply
+from grammar_ops.schemas import SchemaNotAllowed, build_validator
 from resources.event_loop_thread import EventLoopThread
 from resources.model_errors import ModelAnswerError, ModelServerCheckError, ModelServerError
 from resources.model_usage import ModelUsage
-from resources.regex_choices import choices_regex
+from resources.regex_choices import anchored_regex, choices_regex
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ small pools per server and sends each request through the least busy one."""
 
 
 def _is_retryable_status(status: int) -> bool:
-    return status in (408, 429) or status >= 500
+    return transient_status(status)
 
 
 def display_url(url: str) -> str:
@@ -152,11 +153,23 @@ class SGLangResource(dg.ConfigurableResource):
             "EnvVar('SGLANG_API_KEY'); it is never logged."
         ),
     )
+    server: Literal["sglang", "openai"] = Field(
+        default="sglang",
+        description=(
+            "What kind of server base_url is. 'sglang': an SGLang server, checked through "
+            "/model_info and /server_info. 'openai': any OpenAI-compatible server (vLLM, "
+            "llama.cpp's llama-server, Ollama, TGI), checked through /v1/models (and /health "
+            "where it has one) and called through /v1/chat/completions only; structured output "
+            "goes as response_format json_schema, choices and regex as JSON-schema string "
+            "constraints (the answer is a JSON string), and ebnf calls are refused."
+        ),
+    )
     api: Literal["native", "openai"] = Field(
         default="native",
         description=(
-            "'native' uses SGLang's POST /generate; 'openai' uses POST /v1/chat/completions "
-            "(the server applies the model's chat template)."
+            "For server='sglang': 'native' uses SGLang's POST /generate; 'openai' uses POST "
+            "/v1/chat/completions (the server applies the model's chat template). "
+            "server='openai' always uses /v1/chat/completions."
         ),
     )
     connect_timeout_s: float = Field(default=5.0, description="Seconds to open a connection.")
@@ -188,6 +201,15 @@ class SGLangResource(dg.ConfigurableResource):
         description=(
             "Prompts per native /generate request (sent as a `text` list). 1 sends one prompt "
             "per request. Only for api='native'."
+        ),
+    )
+    max_new_tokens_limit: int | None = Field(
+        default=None,
+        description=(
+            "Most tokens any call may generate: a call asking for more is sent with this "
+            "limit, and an answer cut there fails as cut off. For small servers (a CPU, a "
+            "short context) where a call's own bound would run for minutes. None: as each "
+            "call asks."
         ),
     )
     retry_max_attempts: int = Field(
@@ -258,6 +280,20 @@ class SGLangResource(dg.ConfigurableResource):
         return urls
 
     @property
+    def server_label(self) -> str:
+        """How messages name the server: 'SGLang server' or 'OpenAI-compatible server'."""
+        return "SGLang server" if self.server == "sglang" else "OpenAI-compatible server"
+
+    @property
+    def _kind_phrase(self) -> str:
+        return "an SGLang server" if self.server == "sglang" else "an OpenAI-compatible server"
+
+    @property
+    def chat_route(self) -> bool:
+        """Whether calls go to /v1/chat/completions (server='openai', or api='openai')."""
+        return self.server == "openai" or self.api == "openai"
+
+    @property
     def in_flight_limit(self) -> int:
         """The most prompts this resource keeps in flight (known after setup)."""
         return self._in_flight_limit
@@ -283,12 +319,13 @@ class SGLangResource(dg.ConfigurableResource):
             self._close()
             raise
         logger.info(
-            "SGLang model %r ready at %d server(s) %s via the %s API; up to %d prompts in flight "
+            "Model %r ready at %d %s(s) %s via %s; up to %d prompts in flight "
             "(servers run %d at once)",
             self.model_name,
             len(self._urls),
+            self.server_label,
             ", ".join(display_url(u) for u in self._urls),
-            self.api,
+            "/v1/chat/completions" if self.chat_route else "/generate",
             self._in_flight_limit,
             sum(capacities),
         )
@@ -330,8 +367,9 @@ class SGLangResource(dg.ConfigurableResource):
             ]
             self._pool_busy[url] = [0] * pools_per_server
         # Warm the async stack (its lazy imports, one connection per server) before any step.
+        warm_path = "/health" if self.server == "sglang" else "/v1/models"
         for url in self._urls:
-            await self._pools[url][0].get(url + "/health")
+            await self._pools[url][0].get(url + warm_path)
 
     async def _close_pools(self) -> None:
         for clients in self._pools.values():
@@ -342,8 +380,15 @@ class SGLangResource(dg.ConfigurableResource):
         problems = []
         if self.batch_size < 1:
             problems.append(f"batch_size must be at least 1, got {self.batch_size}")
-        if self.batch_size > 1 and self.api != "native":
-            problems.append("batch_size > 1 needs api='native' (/v1/chat/completions has no list)")
+        if self.batch_size > 1 and self.chat_route:
+            problems.append(
+                "batch_size > 1 needs api='native' on server='sglang' "
+                "(/v1/chat/completions has no list)"
+            )
+        if self.max_new_tokens_limit is not None and self.max_new_tokens_limit < 1:
+            problems.append(
+                f"max_new_tokens_limit must be at least 1, got {self.max_new_tokens_limit}"
+            )
         if self.retry_max_attempts < 1:
             problems.append(f"retry_max_attempts must be at least 1, got {self.retry_max_attempts}")
         if self.max_in_flight is not None and self.max_in_flight < 1:
@@ -384,7 +429,7 @@ class SGLangResource(dg.ConfigurableResource):
                 response = self._client.get(url + path)
             except httpx.HTTPError as exc:
                 raise ModelServerCheckError(
-                    f"SGLang server at {where} did not answer GET {path} "
+                    f"{self.server_label} at {where} did not answer GET {path} "
                     f"({type(exc).__name__}: {exc})",
                     url=where,
                 ) from None
@@ -397,14 +442,14 @@ class SGLangResource(dg.ConfigurableResource):
                     else "the server requires an API key; set api_key=EnvVar('SGLANG_API_KEY')"
                 )
                 raise ModelServerCheckError(
-                    f"SGLang server at {where} refused GET {path} as unauthorised "
+                    f"{self.server_label} at {where} refused GET {path} as unauthorised "
                     f"(HTTP {response.status_code}): {hint}",
                     url=where,
                     status=response.status_code,
                 )
             if response.status_code != 200:
                 raise ModelServerCheckError(
-                    f"SGLang server at {where} answered GET {path} with HTTP "
+                    f"{self.server_label} at {where} answered GET {path} with HTTP "
                     f"{response.status_code}: {server_message(response)}",
                     url=where,
                     status=response.status_code,
@@ -415,14 +460,14 @@ class SGLangResource(dg.ConfigurableResource):
                 body = None
             if not isinstance(body, dict):
                 raise ModelServerCheckError(
-                    f"SGLang server at {where} answered GET {path} with a body that is not a "
-                    "JSON object; is base_url an SGLang server?",
+                    f"{self.server_label} at {where} answered GET {path} with a body that is not a "
+                    f"JSON object; is base_url {self._kind_phrase}?",
                     url=where,
                 )
             return body
         raise ModelServerCheckError(
-            f"SGLang server at {where} has none of {', '.join(paths)} (HTTP 404); "
-            "is base_url an SGLang server?",
+            f"{self.server_label} at {where} has none of {', '.join(paths)} (HTTP 404); "
+            f"is base_url {self._kind_phrase}?",
             url=where,
             status=404,
         )
@@ -434,18 +479,60 @@ class SGLangResource(dg.ConfigurableResource):
         try:
             health = self._client.get(url + "/health")
         except httpx.HTTPError as exc:
+            start = (
+                "start it (python -m resources.sglang_launch)"
+                if self.server == "sglang"
+                else "start it"
+            )
             raise ModelServerCheckError(
-                f"SGLang server at {where} is not reachable ({type(exc).__name__}: {exc}); "
-                "start it (python -m resources.sglang_launch) or fix base_url",
+                f"{self.server_label} at {where} is not reachable ({type(exc).__name__}: {exc}); "
+                f"{start} or fix base_url",
                 url=where,
             ) from None
-        if health.status_code != 200:
+        # OpenAI-compatible servers without a /health route (Ollama) are checked by /v1/models.
+        missing_ok = self.server == "openai" and health.status_code == 404
+        if health.status_code != 200 and not missing_ok:
             raise ModelServerCheckError(
-                f"SGLang server at {where} is not healthy: GET /health answered HTTP "
+                f"{self.server_label} at {where} is not healthy: GET /health answered HTTP "
                 f"{health.status_code} (503 while it is starting or overloaded); expected 200",
                 url=where,
                 status=health.status_code,
             )
+        if self.server == "sglang":
+            served, first, capacity, source = self._sglang_identity(url)
+        else:
+            served, first, capacity, source = self._openai_identity(url)
+        expected = self.model or self._served_model
+        if expected is None:
+            if not first:
+                raise ModelServerCheckError(
+                    f"{self.server_label} at {where} does not say which model it serves "
+                    f"({source}); set model explicitly",
+                    url=where,
+                )
+            self._served_model = first
+        elif expected not in served:
+            shown = ", ".join(sorted(served)) or "an unnamed model"
+            raise ModelServerCheckError(
+                f"{self.server_label} at {where} serves {shown}, but this resource expects model "
+                f"{expected!r}; set model to what the server serves or point base_url at a "
+                f"server serving {expected!r}",
+                url=where,
+            )
+        if capacity is None:
+            logger.log(
+                logging.WARNING if self.server == "sglang" else logging.INFO,
+                "%s at %s does not report how many requests it runs at once; assuming %d "
+                "(set max_in_flight to size it)",
+                self.server_label,
+                where,
+                DEFAULT_MAX_IN_FLIGHT,
+            )
+            return DEFAULT_MAX_IN_FLIGHT
+        return capacity
+
+    def _sglang_identity(self, url: str) -> tuple[set[str], str | None, int | None, str]:
+        """Served model names, the default one, and capacity from SGLang's info routes."""
         model_info = self._get_json(url, ("/model_info", "/get_model_info"))
         server_info = self._get_json(url, ("/server_info", "/get_server_info"))
         served = {
@@ -458,33 +545,37 @@ class SGLangResource(dg.ConfigurableResource):
             )
             if name
         }
-        expected = self.model or self._served_model
-        if expected is None:
-            name = model_info.get("model_path") or server_info.get("served_model_name")
-            if not name:
-                raise ModelServerCheckError(
-                    f"SGLang server at {where} does not say which model it serves "
-                    "(no model_path in /model_info); set model explicitly",
-                    url=where,
-                )
-            self._served_model = str(name)
-        elif expected not in served:
-            shown = ", ".join(sorted(served)) or "an unnamed model"
-            raise ModelServerCheckError(
-                f"SGLang server at {where} serves {shown}, but this resource expects model "
-                f"{expected!r}; set model to what the server serves or point base_url at a "
-                f"server serving {expected!r}",
-                url=where,
-            )
-        capacity = _max_running_requests(server_info)
-        if capacity is None:
-            logger.warning(
-                "SGLang server at %s does not report max_running_requests; assuming %d",
-                where,
-                DEFAULT_MAX_IN_FLIGHT,
-            )
-            return DEFAULT_MAX_IN_FLIGHT
-        return capacity
+        first = model_info.get("model_path") or server_info.get("served_model_name")
+        return (
+            served,
+            str(first) if first else None,
+            _max_running_requests(server_info),
+            "no model_path in /model_info",
+        )
+
+    def _openai_identity(self, url: str) -> tuple[set[str], str | None, int | None, str]:
+        """Served model ids from /v1/models; capacity from llama.cpp's /props where present."""
+        listing = self._get_json(url, ("/v1/models",))
+        entries = listing.get("data")
+        ids = [
+            str(entry["id"])
+            for entry in (entries if isinstance(entries, list) else [])
+            if isinstance(entry, Mapping) and entry.get("id")
+        ]
+        props = self._probe_json(url, "/props")
+        slots = props.get("total_slots") if props else None
+        capacity = slots if isinstance(slots, int) and not isinstance(slots, bool) else None
+        return set(ids), ids[0] if ids else None, capacity, "/v1/models lists no model"
+
+    def _probe_json(self, url: str, path: str) -> dict[str, Any] | None:
+        """GET an optional route: its JSON object, or None when the server has none to give."""
+        assert self._client is not None
+        try:
+            response = self._client.get(url + path)
+            body = response.json() if response.status_code == 200 else None
+        except (httpx.HTTPError, ValueError):
+            return None
+        return body if isinstance(body, dict) else None
 
     def server_metrics(self) -> dict[str, dict[str, float]]:
         """Read each server's Prometheus `/metrics` (needs `--enable-metrics`), summed by name.
@@ -541,7 +632,7 @@ class SGLangResource(dg.ConfigurableResource):
         failures = sum(isinstance(r, ModelError) for r in results)
         logger.log(
             logging.INFO if len(calls) > 1 or failures else logging.DEBUG,
-            "SGLang model %r answered %d of %d call(s) in %.2fs (%d failed, %d retries)",
+            "Model %r answered %d of %d call(s) in %.2fs (%d failed, %d retries)",
             self.model_name,
             len(calls) - failures,
             len(calls),
@@ -614,6 +705,12 @@ class SGLangResource(dg.ConfigurableResource):
 
     async def _send_with_retries(self, calls: list[ModelCall]) -> list[ModelReply | ModelError]:
         """Send one request for `calls`, retrying transient failures; one result per call."""
+        refusals = [self._refusal(call) for call in calls]
+        if any(refusals):
+            return [
+                ModelServerError(reason or "sent with a call this server cannot take", retries=0)
+                for reason in refusals
+            ]
         call_ids = [uuid.uuid4().hex[:16] for _ in calls]
         started = time.perf_counter()
         failure = _RetryableFailure("no attempt was made")
@@ -623,7 +720,7 @@ class SGLangResource(dg.ConfigurableResource):
             path, body = self._request_body(calls, [f"{c}.{attempt}" for c in call_ids])
             if self.log_prompts:
                 for call, call_id in zip(calls, call_ids, strict=True):
-                    logger.info("SGLang call %s prompt: %s", call_id, call.prompt)
+                    logger.info("Model call %s prompt: %s", call_id, call.prompt)
             try:
                 response = await self._post(url, path, body)
             except httpx.TimeoutException as exc:
@@ -660,7 +757,7 @@ class SGLangResource(dg.ConfigurableResource):
             if attempt + 1 < self.retry_max_attempts:
                 delay = self._backoff(attempt, failure.retry_after)
                 logger.info(
-                    "SGLang request for %d call(s) failed (%s); retry %d of %d in %.2fs",
+                    "Model request for %d call(s) failed (%s); retry %d of %d in %.2fs",
                     len(calls),
                     failure.reason,
                     attempt + 1,
@@ -669,7 +766,7 @@ class SGLangResource(dg.ConfigurableResource):
                 )
                 await asyncio.sleep(delay)
         message = (
-            f"SGLang request failed after {self.retry_max_attempts} attempt(s); last error: "
+            f"Model request failed after {self.retry_max_attempts} attempt(s); last error: "
             f"{failure.reason}. Raise retry_max_attempts or request_timeout_s, or check the server"
         )
         return [
@@ -683,19 +780,21 @@ class SGLangResource(dg.ConfigurableResource):
         ]
 
     def _request_body(self, calls: list[ModelCall], rids: list[str]) -> tuple[str, dict[str, Any]]:
-        if self.api == "openai":
+        if self.chat_route:
             (call,) = calls
             body: dict[str, Any] = {
                 "model": self.model_name,
                 "messages": [{"role": "user", "content": call.prompt}],
-                "max_tokens": call.max_new_tokens,
+                "max_tokens": self._max_new_tokens(call),
                 "temperature": call.temperature,
-                "rid": rids[0],
             }
-            if call.json_schema is not None:
+            if self.server == "sglang":
+                body["rid"] = rids[0]
+            schema = self.response_schema(call)
+            if schema is not None:
                 body["response_format"] = {
                     "type": "json_schema",
-                    "json_schema": {"name": "answer", "schema": dict(call.json_schema)},
+                    "json_schema": {"name": "answer", "schema": schema, "strict": True},
                 }
             elif call.choices is not None:
                 body["regex"] = choices_regex(call.choices)
@@ -717,9 +816,40 @@ class SGLangResource(dg.ConfigurableResource):
             "rid": rids,
         }
 
+    def _max_new_tokens(self, call: ModelCall) -> int:
+        if self.max_new_tokens_limit is None:
+            return call.max_new_tokens
+        return min(call.max_new_tokens, self.max_new_tokens_limit)
+
+    def response_schema(self, call: ModelCall) -> dict[str, Any] | None:
+        """The `response_format` schema of a chat call, if its constraint travels as one.
+
+        An OpenAI-compatible server has no regex parameter of its own: choices become a string
+        enum and a regex a string `pattern` (anchored, as llama.cpp's converter requires), so
+        the answer is a JSON string. SGLang takes choices and regex as body extras instead.
+        """
+        if call.json_schema is not None:
+            return dict(call.json_schema)
+        if self.server != "openai":
+            return None
+        if call.choices is not None:
+            return {"type": "string", "enum": list(call.choices)}
+        if call.regex is not None:
+            return {"type": "string", "pattern": anchored_regex(call.regex)}
+        return None
+
+    def _refusal(self, call: ModelCall) -> str | None:
+        """Why this resource cannot send `call` to its server at all, if it cannot."""
+        if self.server == "openai" and call.ebnf is not None:
+            return (
+                "an ebnf constraint needs server='sglang': OpenAI-compatible servers have no "
+                "portable grammar parameter; give the call a json_schema, regex or choices"
+            )
+        return None
+
     def _sampling_params(self, call: ModelCall) -> dict[str, Any]:
         params: dict[str, Any] = {
-            "max_new_tokens": call.max_new_tokens,
+            "max_new_tokens": self._max_new_tokens(call),
             "temperature": call.temperature,
         }
         if call.json_schema is not None:
@@ -745,16 +875,17 @@ class SGLangResource(dg.ConfigurableResource):
     ) -> list[ModelReply | ModelError]:
         try:
             body = response.json()
-            if self.api == "openai":
+            if self.chat_route:
                 items = [_openai_item(body)]
             else:
                 items = [_native_item(i) for i in (body if isinstance(body, list) else [body])]
             if len(items) != len(calls):
                 raise ValueError(f"{len(items)} answers for {len(calls)} prompts")
         except (ValueError, KeyError, TypeError, IndexError) as exc:
+            shape = "OpenAI chat completion" if self.chat_route else "SGLang /generate"
             error = ModelServerError(
                 f"{where} answered HTTP 200 with a body this client cannot read "
-                f"({type(exc).__name__}: {exc}); expected SGLang's {self.api} response shape",
+                f"({type(exc).__name__}: {exc}); expected the {shape} response shape",
                 url=where,
                 status=200,
                 retries=attempt,
@@ -762,13 +893,18 @@ class SGLangResource(dg.ConfigurableResource):
             return [error for _ in calls]
         results: list[ModelReply | ModelError] = []
         for call, call_id, item in zip(calls, call_ids, items, strict=True):
-            text, finish_reason, prompt_tokens, completion_tokens, cached_tokens = item
+            raw, finish_reason, prompt_tokens, completion_tokens, cached_tokens = item
             if self.log_prompts:
-                logger.info("SGLang call %s answer: %s", call_id, text)
+                logger.info("Model call %s answer: %s", call_id, raw)
             try:
+                text = self._unwrapped(call, raw, finish_reason)
                 value = self._validate(call, text, finish_reason)
             except ModelAnswerError as exc:
-                exc.url, exc.retries, exc.last_response = where, attempt, text
+                exc.url, exc.retries, exc.last_response = where, attempt, raw
+                # The unusable answer still took tokens: usage and budgets count them.
+                exc.prompt_tokens, exc.completion_tokens = prompt_tokens, completion_tokens
+                exc.cached_tokens = cached_tokens
+                exc.cost_usd = self.cost_usd(prompt_tokens, completion_tokens, cached_tokens)
                 results.append(exc)
                 continue
             results.append(
@@ -796,15 +932,37 @@ class SGLangResource(dg.ConfigurableResource):
             + completion_tokens * self.price_per_1m_completion_tokens
         ) / 1_000_000
 
+    def _unwrapped(self, call: ModelCall, text: str, finish_reason: str) -> str:
+        """The answer text; for choices and regex on server='openai', the JSON string decoded."""
+        if self.server != "openai" or (call.choices is None and call.regex is None):
+            return text
+        if finish_reason != "stop":
+            return text  # `_validate` says why a cut or aborted answer is unusable
+        try:
+            decoded = json.loads(text)
+        except (ValueError, RecursionError):
+            decoded = None
+        if not isinstance(decoded, str):
+            shown = text if len(text) <= 60 else text[:57] + "..."
+            raise ModelAnswerError(
+                f"the answer {shown!r} is not a JSON string; server='openai' sends choices and "
+                "regex as a response_format string schema, so the answer must be one"
+            )
+        return decoded
+
     def _validate(self, call: ModelCall, text: str, finish_reason: str) -> Any:
         """Return the answer's value, or raise `ModelAnswerError` saying what is wrong."""
         if finish_reason == "abort":
             raise ModelAnswerError("the server aborted the request (finish_reason 'abort')")
         if finish_reason == "length" and call.constrained:
             raise ModelAnswerError(
-                f"the answer was cut off at max_new_tokens={call.max_new_tokens} "
+                f"the answer was cut off at max_new_tokens={self._max_new_tokens(call)} "
                 "(finish_reason 'length'), so the constrained output is incomplete; "
-                "raise max_new_tokens for this call"
+                + (
+                    "raise max_new_tokens for this call"
+                    if self._max_new_tokens(call) == call.max_new_tokens
+                    else "raise the resource's max_new_tokens_limit"
+                )
             )
         if call.json_schema is not None:
             try:
@@ -848,12 +1006,16 @@ class SGLangResource(dg.ConfigurableResource):
         return text
 
     def _validator(self, schema: Mapping[str, Any]) -> Any:
-        key = json.dumps(schema, sort_keys=True)
+        """A validator for the call's schema that never fetches (see grammar_ops.schemas)."""
+        key = json.dumps(schema, default=str)  # no sort_keys: keys of mixed types cannot sort
         validator = self._validators.get(key)
         if validator is None:
-            cls = validator_for(schema)
-            cls.check_schema(schema)
-            validator = cls(schema)
+            try:
+                validator = build_validator(schema)
+            except SchemaNotAllowed as exc:
+                raise ModelAnswerError(
+                    f"the call's json_schema cannot be used to check the answer: {exc}"
+                ) from None
             if len(self._validators) < 256:
                 self._validators[key] = validator
         return validator

@@ -8,26 +8,32 @@ equivalent `python -m sglang.launch_server`, always built as an argv list, with:
 - `--enable-metrics` (Prometheus `/metrics`), `--enable-cache-report` (cached prompt tokens in
   OpenAI-route usage), `--grammar-backend xgrammar` (JSON schema, regex and EBNF constraints),
   `--schedule-policy lpm` (longest-prefix-match scheduling, so shared prompt prefixes hit the
-  cache), and `--api-key` when a key is given (SGLang then wants `Authorization: Bearer`).
+  cache), and, when a key is given, the key in an owner-only YAML file passed as `--config`
+  (SGLang's config file of server flags), never on the command line, where every local user
+  could read it in the process list; SGLang then wants `Authorization: Bearer`.
 
 Then it waits for `GET /health` to answer 200. From the command line:
 
     SGLANG_API_KEY=... python -m resources.sglang_launch --model-path Qwen/Qwen2.5-7B-Instruct
 
-The key is read from an environment variable and shown as `***` in anything printed or logged.
+The key is read from an environment variable, written only to that file (mode 0600, in a
+0700 folder, removed once the server is healthy), and never printed or logged.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import logging
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -69,7 +75,7 @@ def build_sglang_command(
     *,
     host: str = "127.0.0.1",
     port: int = 30000,
-    api_key: str | None = None,
+    config_file: str | None = None,
     served_model_name: str | None = None,
     grammar_backend: str = "xgrammar",
     schedule_policy: str = "lpm",
@@ -78,6 +84,9 @@ def build_sglang_command(
     executable: Sequence[str] | None = None,
 ) -> list[str]:
     """Build the argv that starts SGLang with the platform's flags (never a shell string).
+
+    Secrets never go into it: `config_file` is a YAML file of further flags (see
+    `api_key_config`), passed as `--config`.
 
     Example:
         >>> build_sglang_command("org/model", port=31000, executable=["sglang", "serve"])[:6]
@@ -91,10 +100,24 @@ def build_sglang_command(
         argv += ["--served-model-name", served_model_name]
     if max_running_requests is not None:
         argv += ["--max-running-requests", str(max_running_requests)]
-    if api_key:
-        argv += ["--api-key", api_key]
+    if config_file:
+        argv += ["--config", config_file]
     argv += list(extra_args)
     return argv
+
+
+@contextmanager
+def api_key_config(api_key: str | None) -> Iterator[str | None]:
+    """An owner-only SGLang config file holding `api-key`, removed on exit (None: no key)."""
+    if not api_key:
+        yield None
+        return
+    with tempfile.TemporaryDirectory(prefix="marigold-sglang-") as folder:  # created 0700
+        path = Path(folder) / "api_key.yaml"
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write(f"api-key: {json.dumps(api_key)}\n")  # a JSON string is valid YAML
+        yield str(path)
 
 
 def redact_command(argv: Sequence[str]) -> list[str]:
@@ -154,17 +177,25 @@ def launch_sglang(
         SGLangLaunchError: it exited or did not become healthy; the process is stopped.
     """
     require_sglang()
-    argv = build_sglang_command(
-        model_path,
-        host=host,
-        port=port,
-        api_key=api_key,
-        served_model_name=served_model_name,
-        max_running_requests=max_running_requests,
-        extra_args=extra_args,
-    )
-    logger.info("starting SGLang: %s", " ".join(redact_command(argv)))
-    process = subprocess.Popen(argv, start_new_session=True)
+    with api_key_config(api_key) as config_file:
+        argv = build_sglang_command(
+            model_path,
+            host=host,
+            port=port,
+            config_file=config_file,
+            served_model_name=served_model_name,
+            max_running_requests=max_running_requests,
+            extra_args=extra_args,
+        )
+        logger.info("starting SGLang: %s", " ".join(redact_command(argv)))
+        process = subprocess.Popen(argv, start_new_session=True)
+        _wait_or_stop(process, host, port, health_timeout_s)
+    return process
+
+
+def _wait_or_stop(
+    process: subprocess.Popen[bytes], host: str, port: int, health_timeout_s: float
+) -> None:
     probe_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     try:
         wait_for_health(f"http://{probe_host}:{port}", timeout_s=health_timeout_s, process=process)
@@ -175,7 +206,6 @@ def launch_sglang(
         except subprocess.TimeoutExpired:
             process.kill()
         raise
-    return process
 
 
 def main(argv: Sequence[str] | None = None) -> int:

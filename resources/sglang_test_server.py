@@ -7,6 +7,7 @@ way the platform's client uses it, so the client can be tested over real sockets
 - routes: `POST /generate` (single, or a batch with `text` as a list), `POST
   /v1/chat/completions`, `GET /health`, `/model_info` and `/server_info` (and their older
   `/get_*` names), `/v1/models`, and `/metrics` (Prometheus text, `sglang:`-style names);
+  with `flavour="openai"` only what a plain OpenAI-compatible server has (see the config);
 - SGLang's shapes: `meta_info` with `prompt_tokens`, `completion_tokens`, `cached_tokens`,
   `e2e_latency` and `finish_reason: {"type": "stop" | "length"}`; native errors as
   `{"error": {"message": ...}}`, OpenAI-route errors as `{"object": "error", "message", "type",
@@ -157,6 +158,13 @@ class SGLangTestServerConfig:
     responder: Responder | None = None
     host: str = "127.0.0.1"
     port: int = 0
+    flavour: str = "sglang"
+    """'sglang', or 'openai': a plain OpenAI-compatible server (as vLLM or llama.cpp's
+    llama-server look to a client), which has only /health, /v1/models, /props (llama.cpp's,
+    with `total_slots`), /metrics and /v1/chat/completions, and refuses SGLang's body extras
+    (`rid`, `regex`, `ebnf`) with HTTP 400."""
+    missing_routes: tuple[str, ...] = ()
+    """Paths to leave out (e.g. `("/health",)` for a server like Ollama that has none)."""
 
 
 @dataclass
@@ -179,12 +187,18 @@ class ServerStats:
 def default_responder(request: GenerationRequest) -> str:
     """Answer like a well-behaved constrained model would, with no model at all.
 
-    A `json_schema` request gets a schema-valid instance; a regex that is an alternation of
-    literals (how the client sends choices) gets one alternative, picked by a stable hash of the
-    prompt; anything else gets `DEFAULT_ANSWER`.
+    A `json_schema` request gets a schema-valid instance (for a string enum, as choices reach
+    an OpenAI-compatible server, one of its values by a stable hash of the prompt); a regex
+    that is an alternation of literals (how the client sends choices to SGLang) gets one
+    alternative, picked the same way; anything else gets `DEFAULT_ANSWER`.
     """
-    if request.json_schema is not None:
-        return _instance_text(json.dumps(request.json_schema, sort_keys=True))
+    schema = request.json_schema
+    if schema is not None:
+        enum = schema.get("enum")
+        if schema.get("type") == "string" and isinstance(enum, list) and enum:
+            # choices sent as a string enum (server='openai'): one of them, as a JSON string
+            return json.dumps(enum[zlib.crc32(request.prompt.encode()) % len(enum)])
+        return _instance_text(json.dumps(schema, sort_keys=True))
     if request.regex is not None:
         alternatives = literal_alternatives(request.regex)
         if alternatives:
@@ -645,21 +659,32 @@ def build_app(state: _DoubleState, on_startup: Callable[[], None] | None = None)
             on_startup()
         yield
 
-    return Starlette(
-        routes=[
-            Route("/health", health),
+    async def props(request: Request) -> Response:
+        if (refusal := denied(request)) is not None:
+            return refusal
+        return JSONResponse({"total_slots": config.max_running_requests, "test_double": True})
+
+    common = [
+        Route("/health", health),
+        Route("/v1/models", models),
+        Route("/metrics", metrics),
+        Route("/test_double/stats", stats_route),
+        Route("/v1/chat/completions", chat, methods=["POST"]),
+    ]
+    if config.flavour == "openai":
+        flavoured = [Route("/props", props)]
+    else:
+        flavoured = [
             Route("/health_generate", health),
             Route("/model_info", model_info),
             Route("/get_model_info", model_info),
             Route("/server_info", server_info),
             Route("/get_server_info", server_info),
-            Route("/v1/models", models),
-            Route("/metrics", metrics),
             Route("/flush_cache", flush_cache, methods=["GET", "POST"]),
-            Route("/test_double/stats", stats_route),
             Route("/generate", generate, methods=["POST", "PUT"]),
-            Route("/v1/chat/completions", chat, methods=["POST"]),
-        ],
+        ]
+    return Starlette(
+        routes=[r for r in common + flavoured if r.path not in config.missing_routes],
         lifespan=lifespan,
     )
 
@@ -712,9 +737,16 @@ def _parse_native(body: Any) -> list[GenerationRequest]:
     return out
 
 
-def _parse_openai(body: Any) -> list[GenerationRequest]:
+_SGLANG_CHAT_EXTRAS = ("rid", "regex", "ebnf")
+
+
+def _parse_openai(body: Any, flavour: str = "sglang") -> list[GenerationRequest]:
     if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
         raise _BadRequest("the request body must be an object with a 'messages' list")
+    if flavour == "openai":
+        extras = [key for key in _SGLANG_CHAT_EXTRAS if key in body]
+        if extras:
+            raise _BadRequest(f"Unrecognized request argument supplied: {extras[0]}")
     contents = []
     for message in body["messages"]:
         content = message.get("content") if isinstance(message, dict) else None
@@ -780,7 +812,9 @@ async def _serve_generation(
     stats.requests_received += 1
     try:
         body = json.loads(await request.body())
-        prompts = _parse_native(body) if api == "native" else _parse_openai(body)
+        prompts = (
+            _parse_native(body) if api == "native" else _parse_openai(body, state.config.flavour)
+        )
     except ValueError as exc:
         _count_status(stats, 400)
         return error(f"the request body is not valid JSON: {exc}", 400)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -64,3 +65,37 @@ def instance(tmp_path: Path) -> Iterator[DagsterInstance]:
     """An ephemeral instance whose storage folder outlives the run (for reading artifacts)."""
     with DagsterInstance.ephemeral(tempdir=str(tmp_path / "dagster")) as ephemeral:
         yield ephemeral
+
+
+# Fixtures that bring a real component into a test, and the lane each one puts the test in. Derived
+# from the fixture closure, so a test that reaches PostgreSQL through any chain of fixtures is
+# marked, and `pytest -m "not integration and not slow"` never needs PostgreSQL or chromium.
+_LANE_OF_FIXTURE = {
+    "postgres_url": ("integration",),
+    "dagster_deployment": ("integration", "slow"),
+    "browser": ("integration", "slow"),
+    "tls_server": ("slow",),
+    "llama_server": ("real_model", "slow"),
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        for fixture in getattr(item, "fixturenames", ()):
+            for marker in _LANE_OF_FIXTURE.get(fixture, ()):
+                item.add_marker(marker)
+
+
+@pytest.fixture(autouse=True)
+def _subprocesses_only_in_the_slow_lane(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A test that starts a subprocess must be marked `slow`, so the fast lane stays fast."""
+    if request.node.get_closest_marker("slow"):
+        return
+    nodeid = request.node.nodeid
+
+    def refuse(self: subprocess.Popen[bytes], *args: object, **kwargs: object) -> None:
+        raise AssertionError(f"{nodeid} starts a subprocess: mark it @pytest.mark.slow")
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", refuse)

@@ -14,6 +14,8 @@ import pytest
 ROOT = Path(__file__).parents[1]
 DAGSTER = Path(sys.executable).with_name("dagster")
 
+pytestmark = pytest.mark.slow  # every test here starts a subprocess
+
 
 def validate(templates_dir: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     env = {
@@ -32,14 +34,12 @@ def validate(templates_dir: Path, tmp_path: Path) -> subprocess.CompletedProcess
     )
 
 
-@pytest.mark.slow
 def test_project_templates_validate(tmp_path: Path):
     done = validate(ROOT / "templates", tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Validation successful" in done.stdout + done.stderr
 
 
-@pytest.mark.slow
 def test_a_broken_template_fails_validation_with_file_and_line(tmp_path: Path):
     templates = tmp_path / "templates"
     shutil.copytree(ROOT / "templates", templates)
@@ -58,14 +58,42 @@ def test_a_broken_template_fails_validation_with_file_and_line(tmp_path: Path):
     assert "Did you mean `acquire.read_table`" in output
 
 
-@pytest.mark.slow
-def test_dagster_cli_executes_the_flagship_in_subprocesses(tmp_path: Path):
+# Small enough that one process per step stays quick, with every shape the executor must
+# reconstruct in a fresh process: a static step, a batch's dynamic chunks and their merge.
+SUBPROCESS_TEMPLATE = """\
+name: subprocess_review
+version: 1
+inputs:
+  contracts: {kind: table, default: data/contracts.csv}
+models: {worker: worker_model}
+budget: {max_steps: 10, max_tokens: 200000, max_cost_usd: 1.0, max_fanout: 8}
+steps:
+  - name: load
+    uses: acquire.read_table
+    with: {input: contracts}
+  - name: triage
+    kind: batch
+    depends_on: [load]
+    batch: {size: 120, failure_strategy: isolate}
+    uses: classify_records
+    with: {field: text, labels: [low, medium, high], output_field: risk}
+  - name: summary
+    depends_on: [triage]
+    uses: aggregate.count
+    with: {by: [risk]}
+"""
+
+
+def test_dagster_cli_executes_a_template_in_subprocesses(tmp_path: Path):
     """`dagster job execute` reconstructs the job from definitions.py in each step's process."""
+    templates = tmp_path / "templates"
+    shutil.copytree(ROOT / "templates" / "data", templates / "data")
+    (templates / "subprocess_review.yaml").write_text(SUBPROCESS_TEMPLATE)
     (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path), "MARIGOLD_TEMPLATES_DIR": str(templates)}
     env.pop("MARIGOLD_SGLANG_URL", None)
     done = subprocess.run(
-        [str(DAGSTER), "job", "execute", "-f", "definitions.py", "-j", "contract_review"],
+        [str(DAGSTER), "job", "execute", "-f", "definitions.py", "-j", "subprocess_review"],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -75,4 +103,5 @@ def test_dagster_cli_executes_the_flagship_in_subprocesses(tmp_path: Path):
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-3000:]
     assert "RUN_SUCCESS" in output
-    assert 'Launching subprocess for "triage[rows_0_39]"' in output
+    assert 'Launching subprocess for "triage[rows_0_119]"' in output
+    assert 'Launching subprocess for "triage__merge"' in output

@@ -11,7 +11,6 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-import jmespath
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
@@ -19,7 +18,8 @@ from pydantic import Field, model_validator
 
 from grammar_ops.context import PrimitiveContext
 from grammar_ops.contracts import Document, Kind
-from grammar_ops.expressions import JMESPathSelect
+from grammar_ops.expressions import ExpressionError, JMESPathSelect, search_jmespath
+from grammar_ops.failures import TransientError, transient_status
 from grammar_ops.findings import PrimitiveError
 from grammar_ops.network import HttpUrl, guarded_request
 from grammar_ops.primitive import Primitive, PrimitiveConfig
@@ -279,9 +279,8 @@ class HttpJson(Primitive):
             headers={"Accept": "application/json"},
         )
         if not 200 <= response.status_code < 300:
-            raise PrimitiveError(
-                f"GET {response.url} answered HTTP {response.status_code}; expected 2xx"
-            )
+            failed = TransientError if transient_status(response.status_code) else PrimitiveError
+            raise failed(f"GET {response.url} answered HTTP {response.status_code}; expected 2xx")
         depth = json_depth(response.content)
         if depth > MAX_JSON_DEPTH:
             raise PrimitiveError(
@@ -294,7 +293,10 @@ class HttpJson(Primitive):
             raise PrimitiveError(f"GET {response.url} did not return JSON: {error}") from None
         if config.select is None:
             return data
-        picked = jmespath.search(config.select, data)
+        try:
+            picked = search_jmespath(config.select, data)
+        except ExpressionError as error:
+            raise PrimitiveError(f"acquire.http_json `select`: {error}") from None
         if picked is None:
             keys = ", ".join(sorted(data)) if isinstance(data, dict) else type(data).__name__
             raise PrimitiveError(
@@ -304,7 +306,9 @@ class HttpJson(Primitive):
         return picked
 
 
-_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+# A string, or an unterminated one running to the end of the text: every quote starts a match
+# that succeeds, so the scan never restarts inside a failed string (which made it quadratic).
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*(?:"|\\?\Z)', re.DOTALL)
 _JSON_BRACKET = re.compile(rb"[\[\]{}]")
 
 

@@ -26,7 +26,7 @@ def evaluate_aggregate(text: str, value: Any, what: str) -> Any:
     """
     expression = parse_expression(text, aggregate=True)
     rows = rows_of(value)
-    require_fields(sorted(expression.fields), rows, f"{what} `{text}`")
+    require_fields(sorted(expression.fields), value, f"{what} `{text}`")
     try:
         return expression.evaluate_rows(rows)
     except ExpressionError as error:

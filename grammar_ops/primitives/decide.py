@@ -20,11 +20,12 @@ from grammar_ops.primitives.assertion import ROW_KINDS, AggregateExpression, eva
 from grammar_ops.primitives.llm import call_models
 from grammar_ops.rows import preview_text
 
-BRANCH_NAME = re.compile(r"^[A-Za-z0-9_]+$")
+# Use with fullmatch: `^...$` with match() would accept a final newline.
+BRANCH_NAME = re.compile(r"[A-Za-z0-9_]+")
 
 
 def _check_branches(branches: list[str]) -> list[str]:
-    bad = [b for b in branches if not BRANCH_NAME.match(b)]
+    bad = [b for b in branches if not BRANCH_NAME.fullmatch(b)]
     if bad:
         raise ValueError(f"branch names must match ^[A-Za-z0-9_]+$ (step names); got {bad}")
     return branches

@@ -18,6 +18,7 @@ from pydantic import Field, field_validator
 
 from grammar_ops.context import PrimitiveContext
 from grammar_ops.contracts import Decision, Kind
+from grammar_ops.failures import TransientError, transient_status
 from grammar_ops.findings import PrimitiveError
 from grammar_ops.network import HttpUrl, guarded_request
 from grammar_ops.primitive import Primitive, PrimitiveConfig
@@ -40,7 +41,7 @@ class WriteTableConfig(
     @field_validator("name")
     @classmethod
     def _plain_name(cls, name: str) -> str:
-        if not BRANCH_NAME.match(name):
+        if not BRANCH_NAME.fullmatch(name):
             raise ValueError("name must match ^[A-Za-z0-9_]+$ (it becomes a file name)")
         return name
 
@@ -138,7 +139,8 @@ class Webhook(Primitive):
             headers={"Idempotency-Key": hashlib.sha256(body).hexdigest()},
         )
         if not 200 <= response.status_code < 300:
-            raise PrimitiveError(
+            failed = TransientError if transient_status(response.status_code) else PrimitiveError
+            raise failed(
                 f"emit.webhook: POST {response.url} answered HTTP {response.status_code}; "
                 "expected 2xx (redirects are not followed for POST)"
             )

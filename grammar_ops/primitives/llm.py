@@ -17,12 +17,13 @@ from pydantic import AfterValidator, Field, field_validator
 
 from grammar_ops.context import PrimitiveContext
 from grammar_ops.contracts import Kind
+from grammar_ops.failures import TransientError
 from grammar_ops.findings import PrimitiveError
 from grammar_ops.model import ModelCall, ModelError, ModelReply
 from grammar_ops.primitive import Primitive, PrimitiveConfig
 from grammar_ops.primitives.transform import TABULAR
-from grammar_ops.primitives.validate import check_json_schema
 from grammar_ops.rows import preview_text, require_fields, rows_of
+from grammar_ops.schemas import check_json_schema
 
 SHOWN_FAILURES = 3
 _MODEL = "Model role to call (a key of the template's `models:`)."
@@ -36,7 +37,9 @@ def call_models(
     """Send `calls` to the model bound to `role`, record usage, and fail if any call failed.
 
     Raises:
-        PrimitiveError: naming how many calls failed and the first few reasons.
+        TransientError: when every failed call failed in a way retrying may fix (server
+            unreachable, 429/5xx, timed out after the client's own attempts).
+        PrimitiveError: otherwise, naming how many calls failed and the first few reasons.
     """
     if not calls:
         return []
@@ -54,7 +57,8 @@ def call_models(
             replies.append(result)
     if failures:
         shown = "; ".join(f"row {i}: {error}" for i, error in failures[:SHOWN_FAILURES])
-        raise PrimitiveError(
+        transient = all(error.retryable for _, error in failures)
+        raise (TransientError if transient else PrimitiveError)(
             f"{what}: {len(failures)} of {len(calls)} model calls failed (first reasons: {shown})"
         )
     return replies

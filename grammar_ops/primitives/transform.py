@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-import jmespath
 import pyarrow as pa
 from pydantic import AfterValidator, Field, model_validator
 
@@ -20,6 +19,7 @@ from grammar_ops.expressions import (
     JMESPathSelect,
     check_row_expression,
     parse_expression,
+    search_jmespath,
 )
 from grammar_ops.findings import PrimitiveError
 from grammar_ops.primitive import Primitive, PrimitiveConfig
@@ -280,7 +280,10 @@ class ToRecords(Primitive):
                     "transform.to_records `select` applies to JSON input only; drop it for a "
                     "table or documents"
                 )
-            value = jmespath.search(config.select, value)
+            try:
+                value = search_jmespath(config.select, value)
+            except ExpressionError as error:
+                raise PrimitiveError(f"transform.to_records `select`: {error}") from None
         return [dict(row) for row in rows_of(value)]
 
 

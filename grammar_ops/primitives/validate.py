@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-import jsonschema
 import pyarrow as pa
 from pydantic import AfterValidator, Field, field_validator
 
@@ -19,20 +18,11 @@ from grammar_ops.findings import PrimitiveError
 from grammar_ops.primitive import Primitive, PrimitiveConfig
 from grammar_ops.primitives.transform import TABULAR, evaluate_per_row
 from grammar_ops.rows import rows_of
+from grammar_ops.schemas import build_validator, check_json_schema
 
 Mode = Literal["annotate", "drop", "fail"]
 _MODE = "annotate: add `_valid` and `_errors` fields; drop: keep valid rows; fail: fail the step."
 SHOWN_ERRORS = 5
-
-
-def check_json_schema(schema: dict[str, Any]) -> dict[str, Any]:
-    """A pydantic validator: `schema` if it is a valid JSON Schema (ValueError otherwise)."""
-    try:
-        jsonschema.validators.validator_for(schema).check_schema(schema)
-    except jsonschema.SchemaError as error:
-        path = "/".join(str(p) for p in error.path) or "(root)"
-        raise ValueError(f"not a valid JSON Schema at {path}: {error.message}") from None
-    return schema
 
 
 def apply_verdicts(
@@ -108,8 +98,7 @@ class JsonSchema(Primitive):
     Config = JsonSchemaConfig
 
     def run(self, value: Any, config: JsonSchemaConfig, ctx: PrimitiveContext) -> Any:
-        validator_class = jsonschema.validators.validator_for(config.json_schema)
-        validator = validator_class(config.json_schema)
+        validator = build_validator(config.json_schema)
         errors: list[list[str]] = []
         for row in rows_of(value):
             subject = row

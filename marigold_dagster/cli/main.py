@@ -41,6 +41,10 @@ class _LazyGroup(click.Group):
             "marigold_dagster.records.run_history:runs_command",
             "List recent template runs with their status, budget use and task (correlation) id.",
         ),
+        "mcp": (
+            "marigold_dagster.mcp.command:mcp_command",
+            "Serve templates, runs and gates to agents over MCP (stdio, or streamable HTTP).",
+        ),
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -144,7 +148,7 @@ def _table_preview(payload: object, rows: int = 12) -> str | None:
         return None
     import pandas as pd
 
-    frame = pd.read_parquet(path)
+    frame = pd.read_parquet(path, dtype_backend="numpy_nullable")  # integers stay integers
     text = frame.head(rows).to_string(index=False, max_colwidth=48)
     more = f"\n... {len(frame) - rows} more rows" if len(frame) > rows else ""
     return f"{text}{more}\n({len(frame)} rows in {path})"
@@ -205,6 +209,9 @@ def validate(templates_dir: Path) -> None:
         return
     except MarigoldError as error:
         _fail(str(error))
+        return
+    if not frames:
+        _fail(f"no templates in {templates_dir}: a template is a .yaml file, one per job")
         return
     trigger_errors = check_triggers(frames)
     if trigger_errors:

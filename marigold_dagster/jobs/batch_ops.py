@@ -18,6 +18,7 @@ itself.
 """
 
 from collections.abc import Iterator, Mapping
+from typing import Any
 
 from dagster import (
     AssetCheckEvaluation,
@@ -38,6 +39,7 @@ from marigold_dagster.jobs.step_ops import (
     op_tags,
 )
 from marigold_dagster.keys import (
+    BATCH_INPUT,
     CHUNK,
     CHUNKS,
     RESULT,
@@ -101,14 +103,14 @@ def build_merge_op(frame: Frame, step: FrameStep) -> OpDefinition:
     """Collect every chunk into one table, in row order, and reconcile the counts."""
 
     def compute(
-        context: OpExecutionContext, inputs: Mapping[str, list[ChunkOutcome]]
+        context: OpExecutionContext, inputs: Mapping[str, Any]
     ) -> Iterator[Output | AssetCheckEvaluation]:
-        yield from merge_chunks(context, frame, step, inputs[CHUNKS])
+        yield from merge_chunks(context, frame, step, inputs[CHUNKS], inputs[BATCH_INPUT])
 
     return OpDefinition(
         compute_fn=compute,
         name=merge_name(step.name),
-        ins={CHUNKS: In(list)},
+        ins={CHUNKS: In(list), BATCH_INPUT: In(StepValue)},
         outs={RESULT: Out(StepValue)},
         description=f"Merge the chunks of batch step '{step.name}' and reconcile row counts",
         required_resource_keys=model_resource_keys(frame, step),

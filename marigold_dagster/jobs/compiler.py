@@ -7,7 +7,8 @@ for a batch step) along the template's `depends_on`:
   branch the decision does not choose is skipped by Dagster, with everything below it;
 - a converge step takes every declared upstream through one fan-in input, preceded by its
   sentinel (see `marigold_dagster.template.frame`), so it runs with whichever upstreams ran;
-- a batch step is `split -> map(chunk) -> collect -> merge`;
+- a batch step is `split -> map(chunk) -> collect -> merge`; the merge also takes the batch's
+  input, so a batch whose chunks produced no rows still knows its columns;
 - an edge out of a gate takes the gate's `approved` output, so a rejected gate's branch is
   skipped (see `marigold_dagster.jobs.gate_ops`).
 """
@@ -21,6 +22,7 @@ from typing import Any
 from dagster import ExecutorDefinition, JobDefinition, OpDefinition, ResourceDefinition, graph
 
 from marigold_dagster.jobs.batch_ops import build_chunk_op, build_merge_op, build_split_op
+from marigold_dagster.jobs.deployment_resources import fixed_resources
 from marigold_dagster.jobs.executors import CELERY_QUEUE_TAG, celery_queue, executor_name
 from marigold_dagster.jobs.executors import executor_def as build_executor_def
 from marigold_dagster.jobs.gate_ops import build_gate_op
@@ -173,7 +175,8 @@ def compile_frame(
             elif step.kind is StepKind.BATCH:
                 split, chunk, merge = ops[step.name]
                 results = split(**upstream).map(lambda c, chunk=chunk: chunk(chunk=c))
-                handles[step.name] = merge(chunks=results.collect())
+                batch_input = upstream[step.step.depends_on[0]]
+                handles[step.name] = merge(chunks=results.collect(), batch_input=batch_input)
             else:
                 handles[step.name] = ops[step.name](**upstream)
 
@@ -187,7 +190,7 @@ def compile_frame(
         # dagster.yaml) must not relaunch it to pause again. Op-level retries still apply.
         tags[RETRY_ON_FAILURE_TAG] = "false"
     return template_graph.to_job(
-        resource_defs=dict(resource_defs or {}),
+        resource_defs=fixed_resources(resource_defs or {}),
         tags=tags,
         executor_def=executor_def,
     )

@@ -13,6 +13,7 @@ from grammar_ops import Catalog
 from marigold_dagster.errors import TemplatesInvalid
 from marigold_dagster.jobs.assets import template_asset_specs
 from marigold_dagster.jobs.compiler import compile_frame
+from marigold_dagster.jobs.deployment_resources import fixed_resources
 from marigold_dagster.jobs.gate_ops import gate_decision_job
 from marigold_dagster.jobs.model_binding import model_resources
 from marigold_dagster.jobs.sensors import build_run_summary_sensors
@@ -30,6 +31,8 @@ def build_defs(
 
     Model resource keys the templates name are bound by `model_resources` (an SGLang server when
     `MARIGOLD_SGLANG_URL` is set, the offline model otherwise) unless `resources` binds them.
+    Every resource, the IO manager included, is fixed by the deployment: run config cannot set
+    any of its settings (see `jobs.deployment_resources`).
 
     Raises:
         TemplatesInvalid: when any template has problems (each with file:line and field), so
@@ -42,7 +45,10 @@ def build_defs(
     keys = {key for frame in frames for key in frame.template.models.values()}
     # Step outputs persist even in `execute_in_process` (which swaps Dagster's default IO manager
     # for an in-memory one), so every run can be re-executed from failure, e.g. past a gate.
-    bound = {"io_manager": FilesystemIOManager(), **model_resources(keys), **(resources or {})}
+    # Models, secrets and the IO manager's folder come from the deployment, never a launch.
+    bound = fixed_resources(
+        {"io_manager": FilesystemIOManager(), **model_resources(keys), **(resources or {})}
+    )
     jobs = [compile_frame(frame) for frame in frames]
     triggers = build_triggers(frames, jobs)
     return Definitions(

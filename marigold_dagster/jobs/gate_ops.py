@@ -44,6 +44,7 @@ from marigold_dagster.keys import (
 from marigold_dagster.records.gate_decisions import (
     record_decision,
 )
+from marigold_dagster.records.principals import run_tag_principal
 from marigold_dagster.runtime.gates import pass_gate
 from marigold_dagster.template.frame import Frame, FrameStep
 
@@ -82,7 +83,13 @@ DECISION_CHOICES = Enum("GateDecision", [EnumValue("approve"), EnumValue("reject
         "run_id": Field(str, description="The paused run (its gate step failed with the prompt)."),
         "step": Field(str, description="The gate step's name."),
         "decision": Field(DECISION_CHOICES, description="approve or reject."),
-        "by": Field(str, description="Who decides; must be one of the gate's approvers, if any."),
+        "by": Field(
+            str,
+            description=(
+                "The approver name you decide as; the run's authenticated user must be allowed "
+                "to act as it (MARIGOLD_APPROVERS)."
+            ),
+        ),
         "reason": Field(str, description="Why; kept with the decision for audit."),
     },
     tags={keys.STEP_KIND_TAG: "gate_decision"},
@@ -91,6 +98,8 @@ def record_gate_decision(context: OpExecutionContext) -> None:
     """Record the decision on the paused run's gate."""
     config = context.op_config
     try:
+        # The worker's OS user is not who clicked Launch: the deployment's authentication is.
+        principal = run_tag_principal(context.dagster_run.tags)
         recorded = record_decision(
             context.instance,
             config["run_id"],
@@ -98,6 +107,7 @@ def record_gate_decision(context: OpExecutionContext) -> None:
             config["decision"],
             by=config["by"],
             reason=config["reason"],
+            principal=principal,
         )
     except GateDecisionError as error:
         raise Failure(str(error), allow_retries=False) from error
@@ -115,7 +125,9 @@ def record_gate_decision(context: OpExecutionContext) -> None:
         "the decision is recorded in this instance (an observation of asset "
         "[template, step, gate]). Then open the paused run and "
         "click 'Re-execute from failure' (or run `marigold resume RUN_ID`): steps before the "
-        "gate do not run again, and the gate passes its input on or ends its branch."
+        "gate do not run again, and the gate passes its input on or ends its branch. The "
+        "decider is the user in the run tag named by MARIGOLD_GATE_PRINCIPAL_TAG, which the "
+        "deployment's authentication must set; without it this job refuses to decide."
     ),
     tags={keys.KIND_TAG: "gate_decision"},
 )

@@ -3,6 +3,9 @@
 Template inputs are op config of the steps that read them (see `jobs.step_ops.input_config_schema`),
 so a launch (`marigold run`, a sensor, a schedule, a chained follow-up) supplies
 {input name: path} and this module turns it into `{"ops": {step: {"config": {input: path}}}}`.
+
+Whoever launches a run chooses these paths, so a step reads one only when it resolves under an
+input root (see `marigold_dagster.runtime.input_roots`).
 """
 
 from __future__ import annotations

@@ -82,6 +82,9 @@ def build_plan_op(frame: Frame, step: FrameStep, phase: int) -> OpDefinition:
         description=f"Plan phase {phase} of '{step.name}': {spec.goal[:120]}",
         required_resource_keys={planner_key},
         tags=op_tags(frame, step),
+        # a failed planner *call* is retried under the step's `retry:`; a rejected *answer*
+        # is re-planned inside the op, up to `planning.max_attempts`
+        retry_policy=retry_policy(step.step.retry),
     )
 
 

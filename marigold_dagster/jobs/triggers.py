@@ -94,10 +94,19 @@ def file_run_key(path: Path, stat: os.stat_result) -> str:
 def settled_files(
     folder: Path, pattern: str, settle_s: float, now: float
 ) -> list[tuple[Path, os.stat_result]]:
-    """Files in `folder` whose names match `pattern`, unchanged for `settle_s`, by name."""
+    """Files in `folder` whose names match `pattern`, unchanged for `settle_s`, by name.
+
+    A link counts only when it resolves inside `folder`: one dropped there that points
+    elsewhere would launch a run reading a file nobody put in the folder.
+    """
     found = []
+    real_folder = Path(os.path.realpath(folder))
     for entry in sorted(os.scandir(folder), key=lambda e: e.name):
         if not entry.is_file() or not fnmatch.fnmatch(entry.name, pattern):
+            continue
+        if entry.is_symlink() and not Path(os.path.realpath(entry.path)).is_relative_to(
+            real_folder
+        ):
             continue
         stat = entry.stat()
         if now - stat.st_mtime >= settle_s:

@@ -99,8 +99,12 @@ class PlanRequest:
 def plan_fragment(model: ModelClient, request: PlanRequest) -> PlanOutcome:
     """Ask, validate, and re-ask with the findings, up to `request.max_attempts` times.
 
+    A call that fails in a way retrying may fix (server unreachable, 429/5xx, timed out) is not
+    an attempt: its `ModelError` propagates, and the planning step's `retry:` tries again.
+
     Raises:
         PlanRejected: no attempt was accepted; carries every attempt.
+        ModelError: a planner call failed transiently (`retryable`).
     """
     outcome = PlanOutcome()
     prefix = request.prefix()
@@ -128,6 +132,8 @@ def plan_fragment(model: ModelClient, request: PlanRequest) -> PlanOutcome:
         try:
             reply = model.complete(call)
         except ModelError as error:
+            if error.retryable:  # the call failed, not the plan: the step's `retry:` applies
+                raise
             outcome.usage.record_failure()
             answer = _parsed(error.last_response)
             if answer is None:  # no answer to diagnose: down, timed out, truncated, not JSON

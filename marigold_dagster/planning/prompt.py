@@ -42,6 +42,7 @@ SAMPLE_CHARS = 100
 CATEGORY_CHARS = 40
 DISTINCT_LIMIT = 10
 MAX_RESULT_DEPTH = 100  # a result nested deeper is described, never rendered
+MAX_PROMPT_FINDINGS = 20  # findings of a rejected answer a retry prompt lists; the rest are counted
 
 
 @cache
@@ -131,8 +132,11 @@ def prompt_variable(
         lines += ["", "## Budget used so far", budget.describe()]
     if failures:
         lines += ["", "## Your previous answer was rejected"]
-        for finding in failures[-1]:
+        rejected = failures[-1]
+        for finding in rejected[:MAX_PROMPT_FINDINGS]:
             lines.append(f"- {finding}")
+        if len(rejected) > MAX_PROMPT_FINDINGS:
+            lines.append(f"- ... and {len(rejected) - MAX_PROMPT_FINDINGS} more problems")
         lines.append("Fix every point above and answer again with a complete fragment.")
     return "\n".join(lines) + "\n"
 

@@ -42,6 +42,10 @@ FRAME_KEYS = {"kind", "branches", "converge", "batch", "planning", "gate", "step
 MAX_NESTING = 64
 MAX_ECHO_CHARS = 120
 MAX_MESSAGE_CHARS = 400
+MAX_FINDINGS = 50
+"""Findings a verdict keeps; past it, one `TOO_MANY_FINDINGS` says how many more there were."""
+MAX_LISTED_NAMES = 20
+"""Names a finding lists ("results available: ..."), so no finding grows with the plan."""
 
 
 @dataclass(frozen=True)
@@ -135,7 +139,17 @@ def validate_fragment(answer: Any, scope: PlanningScope) -> Verdict:
     see (an unknown capability: the schema's enum and the catalog) is reported once.
     """
     verdict = _validate(answer, scope)
-    verdict.findings[:] = list(dict.fromkeys(verdict.findings))
+    unique = list(dict.fromkeys(verdict.findings))
+    if len(unique) > MAX_FINDINGS:
+        more = len(unique) - (MAX_FINDINGS - 1)
+        unique = unique[: MAX_FINDINGS - 1] + [
+            Finding(
+                "TOO_MANY_FINDINGS",
+                "",
+                f"{more} more problems are not listed; fix the ones above and look again",
+            )
+        ]
+    verdict.findings[:] = unique
     return verdict
 
 
@@ -391,6 +405,7 @@ def _check_references(
 ) -> dict[str, int]:
     """Check depends_on; return each step's depth (1 + deepest planned dependency)."""
     graph: dict[str, list[str]] = {}
+    available = ""
     for index, step in enumerate(fragment.steps):
         graph[step.id] = []
         for position, ref in enumerate(step.depends_on):
@@ -400,21 +415,22 @@ def _check_references(
             elif ref in scope.results:
                 continue
             elif ref in scope.template_steps:
+                available = available or _available(scope, ids)
                 findings.append(
                     Finding(
                         "DANGLING_REFERENCE",
                         where,
                         f"'{ref}' is a template step whose result this planning step cannot "
-                        f"see; results available: {_available(scope, ids)}",
+                        f"see; results available: {available}",
                     )
                 )
             else:
+                available = available or _available(scope, ids)
                 findings.append(
                     Finding(
                         "DANGLING_REFERENCE",
                         where,
-                        f"'{ref}' is not a step or result; results available: "
-                        f"{_available(scope, ids)}",
+                        f"'{ref}' is not a step or result; results available: {available}",
                     )
                 )
     cycle = find_cycle(graph)
@@ -441,7 +457,11 @@ def _check_references(
 
 
 def _available(scope: PlanningScope, ids: set[str]) -> str:
-    return ", ".join(sorted(set(scope.results) | ids)) or "none"
+    """The results a planned step may depend on, at most `MAX_LISTED_NAMES` of them."""
+    names = sorted(set(scope.results) | ids)
+    if len(names) > MAX_LISTED_NAMES:
+        return ", ".join(names[:MAX_LISTED_NAMES]) + f" and {len(names) - MAX_LISTED_NAMES} more"
+    return ", ".join(names) or "none"
 
 
 def _check_steps(
@@ -455,10 +475,13 @@ def _check_steps(
     kinds: dict[str, Kind] = {name: kind for name, (kind, _) in scope.results.items()}
     rows: dict[str, int | None] = {name: count for name, (_, count) in scope.results.items()}
     specs = {step.id: step for step in fragment.steps}
+    positions: dict[str, int] = {}
+    for position, step in enumerate(fragment.steps):
+        positions.setdefault(step.id, position)
     validated: list[ValidatedStep] = []
-    for step_id in sorted(specs, key=lambda s: (depths.get(s, 0), _position(fragment, s))):
+    for step_id in sorted(specs, key=lambda s: (depths.get(s, 0), positions[s])):
         spec = specs[step_id]
-        index = _position(fragment, step_id)
+        index = positions[step_id]
         source = spec.depends_on[0] if spec.depends_on else scope.primary
         input_kind = kinds.get(source, Kind.NOTHING) if source else Kind.NOTHING
         resolved = _composition(spec, index, scope, input_kind, findings)
@@ -492,10 +515,6 @@ def _check_steps(
             )
         )
     return validated
-
-
-def _position(fragment: Fragment, step_id: str) -> int:
-    return next(i for i, step in enumerate(fragment.steps) if step.id == step_id)
 
 
 def _composition(

@@ -43,6 +43,13 @@ from marigold_dagster.keys import (
 )
 from marigold_dagster.records.dagster_private import engine_event_data
 from marigold_dagster.records.metadata import metadata_float, metadata_str, metadata_strs
+from marigold_dagster.records.principals import (
+    APPROVERS_ENV,
+    ApproverMap,
+    Principal,
+    load_approver_map,
+    os_user_principal,
+)
 
 DECISIONS = ("approve", "reject")
 Verdict = Literal["approve", "reject"]
@@ -88,6 +95,7 @@ class GateDecision:
     by: str
     reason: str
     decided_at: float
+    principal: str = ""  # who the platform checked decided, e.g. `os_user:alice (uid 1000)`
 
     @property
     def approved(self) -> bool:
@@ -230,16 +238,20 @@ def _decision_from(
         by=metadata_str(values, keys.BY_KEY),
         reason=metadata_str(values, keys.REASON_KEY),
         decided_at=metadata_float(values, keys.DECIDED_AT_KEY),
+        principal=metadata_str(values, keys.PRINCIPAL_KEY) if keys.PRINCIPAL_KEY in values else "",
     )
 
 
 def decide_gate(pause: GatePause, decisions: Sequence[GateDecision], now: float) -> GateState:
     """The state of a paused gate given the decisions recorded in its run's lineage.
 
-    The first decision by someone allowed to decide, made before any deadline, counts; with
-    none, a gate past its deadline counts as rejected (`timed_out`), otherwise it is pending.
+    The first decision by someone allowed to decide, recorded with the principal the platform
+    checked and made before any deadline, counts; with none, a gate past its deadline counts as
+    rejected (`timed_out`), otherwise it is pending.
     """
     for decision in decisions:
+        if not decision.principal:
+            continue  # not recorded by `record_decision`: nobody was checked
         if pause.may_decide(decision.by) and not pause.timed_out(decision.decided_at):
             status: Literal["approved", "rejected"] = (
                 "approved" if decision.approved else "rejected"
@@ -275,15 +287,23 @@ def record_decision(
     by: str,
     reason: str,
     now: float | None = None,
+    principal: Principal | None = None,
+    approvers: ApproverMap | None = None,
 ) -> GateDecision:
     """Record that `by` approved or rejected gate `step` of paused run `run_id`, and why.
+
+    `principal` is who is deciding, as the platform checked it (default: the OS user running
+    this process); it must be allowed to act as `by` by `approvers` (default: the map in
+    `MARIGOLD_APPROVERS`; a name it does not list only by a principal of that name). The
+    principal is recorded beside the claimed name.
 
     The decision is appended to the instance (see the module docstring) and noted in the paused
     run's event log; resuming the run (re-execution from failure) lets the gate act on it.
 
     Raises:
         GateDecisionError: the run is not paused at that gate, it was already decided, `by` is
-            not one of its approvers, the decision is not approve/reject, or by/reason is empty.
+            not one of its approvers or the principal may not act as `by`, the decision is not
+            approve/reject, or by/reason is empty.
         GateTimedOut: the gate's timeout passed; it counts as rejected.
     """
     if decision not in DECISIONS:
@@ -312,13 +332,30 @@ def record_decision(
             f"'{by}' may not decide gate '{step}' of template '{pause.template}'; "
             f"its approvers are: {', '.join(pause.approvers)}"
         )
+    principal = os_user_principal() if principal is None else principal
+    approvers = load_approver_map() if approvers is None else approvers
+    if not approvers.may_act_as(principal, by):
+        raise GateDecisionError(
+            f"{principal} may not act as approver '{by}' of gate '{step}'; who may: "
+            f"{approvers.who_may_act_as(by)}. The deployment maps approver names to users and "
+            f"groups in the file named by {APPROVERS_ENV}"
+        )
     if state.status == "timed_out":
         raise GateTimedOut(
             f"gate '{step}' of run {run_id} {pause.timeout_detail()} (deadline "
             f"{iso(pause.deadline or 0)}); it counts as rejected. Resume the run "
             f"(`marigold resume {run_id}` or Re-execute from failure) to end that branch"
         )
-    recorded = GateDecision(run_id, pause.template, step, decision, by, reason, at)  # type: ignore[arg-type]
+    recorded = GateDecision(
+        run_id,
+        pause.template,
+        step,
+        decision,  # type: ignore[arg-type]
+        by,
+        reason,
+        at,
+        str(principal),
+    )
     instance.add_dynamic_partitions(gate_partitions_name(pause.template, step), [run_id])
     instance.report_runless_asset_event(
         AssetObservation(
@@ -328,6 +365,7 @@ def record_decision(
             metadata={
                 keys.DECISION_KEY: decision,
                 keys.BY_KEY: by,
+                keys.PRINCIPAL_KEY: str(principal),
                 keys.REASON_KEY: reason,
                 keys.RUN_ID_KEY: run_id,
                 keys.STEP_KEY: step,
@@ -351,6 +389,7 @@ def _note_in_run(instance: DagsterInstance, run: DagsterRun, decision: GateDecis
                 keys.GATE_KEY: decision.step,
                 keys.DECISION_KEY: decision.decision,
                 keys.BY_KEY: decision.by,
+                keys.PRINCIPAL_KEY: decision.principal,
                 keys.REASON_KEY: decision.reason,
             }
         ),

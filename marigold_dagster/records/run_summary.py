@@ -17,6 +17,7 @@ from marigold_dagster import keys
 from marigold_dagster.keys import PAUSED_AT_GATE, StepStatus, merge_name, split_name
 from marigold_dagster.records.dagster_private import engine_event_data
 from marigold_dagster.records.gate_decisions import reexecution_chain
+from marigold_dagster.records.markdown import markdown_text
 from marigold_dagster.template.frame import Frame, FrameStep
 from marigold_dagster.template.model import StepKind
 
@@ -76,7 +77,7 @@ class RunSummary:
         for step in self.steps:
             secs = f"{step.duration_s:.2f}" if step.duration_s is not None else ""
             rows = "" if step.rows is None else str(step.rows)
-            detail = step.detail.replace("|", "\\|")
+            detail = markdown_text(step.detail)
             lines.append(
                 f"| {step.name} | {step.kind} | {step.status} | {step.attempts} | {secs} "
                 f"| {rows} | {detail} |"
@@ -209,7 +210,7 @@ def _summarise_step(step: FrameStep, by_key: dict[str, _KeyEvents]) -> StepSumma
         attempts=events.starts,
         started_at=events.started_at,
         ended_at=events.ended_at,
-        rows=_int(output.get("rows")),
+        rows=_int(output.get(keys.ROW_COUNT_KEY)),
         detail=detail,
     )
 
@@ -264,7 +265,7 @@ def _summarise_batch(step: FrameStep, by_key: dict[str, _KeyEvents]) -> StepSumm
         attempts,
         split.started_at,
         merge.ended_at,
-        rows=_int(output.get("rows")),
+        rows=_int(output.get(keys.ROW_COUNT_KEY)),
         detail=detail,
     )
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from dagster import DagsterInstance, DagsterInvariantViolationError, build_resources
 
-from grammar_ops import count_tokens
+from grammar_ops import ModelError, count_tokens
 from marigold_dagster.artifacts import StepValue
 from marigold_dagster.errors import MarigoldError, PlanRejected
 from marigold_dagster.jobs.definitions import build_defs
@@ -122,6 +122,11 @@ def dry_run_planning(
                 accepted = True
             except PlanRejected as rejected:
                 outcome, accepted = rejected.outcome, False
+            except ModelError as error:  # transient: a run would retry the step
+                raise MarigoldError(
+                    f"the planner call of '{step.name}' failed ({error}); nothing was planned, "
+                    "try again"
+                ) from error
     return DryRun(frame.name, step.name, outcome, status, accepted)
 
 

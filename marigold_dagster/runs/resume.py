@@ -143,7 +143,12 @@ def resume_run(
         run_config["loggers"] = {"console": {"config": {"log_level": log_level}}}
     job = reconstructable_job(definitions_file, run.job_name)
     options = ReexecutionOptions.from_failure(run_id, instance)
-    with execute_job(job, instance, run_config=run_config, reexecution_options=options) as result:
+    # As the UI's re-execution does, the new run keeps the failed run's own tags (its task's
+    # correlation ids among them), not Dagster's system tags.
+    tags = {key: value for key, value in run.tags.items() if not key.startswith("dagster/")}
+    with execute_job(
+        job, instance, run_config=run_config, tags=tags, reexecution_options=options
+    ) as result:
         resumed = instance.get_run_by_id(result.run_id)
         status = resumed.status.value if resumed else ("SUCCESS" if result.success else "FAILURE")
         return ResumedRun(parent_run_id=run_id, run_id=result.run_id, status=status)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 from dagster import (
     AssetCheckEvaluation,
     AssetCheckSeverity,
@@ -29,7 +30,7 @@ from dagster import (
     Output,
 )
 
-from grammar_ops import GrammarError
+from grammar_ops import ConfigurationError, is_transient
 from grammar_ops.context import PrimitiveContext
 from marigold_dagster import keys
 from marigold_dagster.artifacts import (
@@ -39,6 +40,7 @@ from marigold_dagster.artifacts import (
     store_table_parts,
     store_value,
 )
+from marigold_dagster.errors import InputOutsideRoots
 from marigold_dagster.keys import (
     CHUNK,
     RESULT,
@@ -46,6 +48,7 @@ from marigold_dagster.keys import (
     split_name,
     step_asset_key,
 )
+from marigold_dagster.records.markdown import markdown_text
 from marigold_dagster.records.metadata import metadata_int, metadata_str
 from marigold_dagster.runtime.composition import (
     PREVIEW_ROWS,
@@ -61,7 +64,9 @@ from marigold_dagster.runtime.dead_letters import (
     dead_letter_table,
     strip_dead_letter_columns,
 )
+from marigold_dagster.runtime.input_roots import confine_input
 from marigold_dagster.runtime.outputs import (
+    retry_delay_s,
     retry_policy,
     run_artifacts_dir,
     step_failure,
@@ -167,16 +172,22 @@ def process_chunk(
 ) -> tuple[ChunkOutcome, Any, StepRun | None]:
     """Run the capability on `chunk`; on a failure that is final, apply the failure strategy.
 
-    Raises the error when `may_retry` and it is worth retrying (Dagster's RetryPolicy tries the
-    chunk again), and a `Failure` under `fail_fast`.
+    Raises a retryable `Failure` when `may_retry` and the failure is transient (Dagster's
+    RetryPolicy tries the chunk again, with the template's backoff and jitter); a `Failure`
+    under `fail_fast`; and a `Failure` for a configuration error whatever the strategy, since
+    no row of any chunk can succeed (it is never dead-lettered row by row).
     """
     spec = step.batch
     rows = strip_dead_letter_columns(chunk.source.load_slice(chunk.start, chunk.stop))
     try:
         result, run = run_composition(step.capability, rows, ctx, step.step.timeout_s)
+    except Failure:
+        raise
     except Exception as error:
-        if may_retry and not isinstance(error, GrammarError):
-            raise
+        if isinstance(error, ConfigurationError):
+            raise step_failure(step, error) from error
+        if may_retry and is_transient(error):
+            raise step_failure(step, error) from error
         if spec.failure_strategy == "fail_fast":
             raise step_failure(step, error) from error
         context.log.warning(
@@ -290,7 +301,11 @@ def _chunk_template_inputs(
         spec = frame.template.inputs[name]
         path = supplied.get(name) or (str(frame.resolve(spec.default)) if spec.default else None)
         if path is not None:
-            inputs[name] = str(Path(path).resolve())
+            storage = context.instance.storage_directory()
+            try:
+                inputs[name] = confine_input(frame, name, path, storage)
+            except InputOutsideRoots as error:
+                raise Failure(str(error), allow_retries=False) from None
     return inputs
 
 
@@ -328,11 +343,16 @@ def _catch_up(
                 outcome, _, _ = process_chunk(
                     context, step, chunk, ctx, attempts=attempt, may_retry=attempt < tries
                 )
-            except Failure:
-                raise
-            except Exception as error:  # retryable, and tries are left: as Dagster would
-                context.log.warning(f"chunk {chunk.mapping_key} try {attempt} failed: {error}")
-                time.sleep((policy.delay or 0) if policy else 0)
+            except Failure as failure:
+                if not failure.allow_retries or attempt >= tries:
+                    raise
+                # transient, and tries are left: wait as Dagster's RetryPolicy would
+                delay = retry_delay_s(step.step.retry, attempt)
+                context.log.warning(
+                    f"chunk {chunk.mapping_key} try {attempt} of {tries} failed; retrying in "
+                    f"{delay:.2f} s: {failure.description}"
+                )
+                time.sleep(delay)
                 continue
             outcomes.append(outcome)
             break
@@ -348,6 +368,32 @@ def _table_part(outcome: ChunkOutcome, directory: Path) -> TableRef:
     stored = store_value(f"{outcome.output.step}__table", table, directory)
     assert isinstance(stored.payload, TableRef)
     return stored.payload
+
+
+def _empty_result(
+    context: OpExecutionContext, frame: Frame, step: FrameStep, batch_input: StepValue
+) -> pa.Table:
+    """What the batch produces from zero rows: its capability run on none, so columns are kept.
+
+    Used when no chunk produced a row (no chunks at all, or every row dead-lettered).
+    """
+    if isinstance(batch_input.payload, TableRef):
+        empty = pq.read_schema(batch_input.payload.path).empty_table()
+    else:
+        empty = as_table(batch_input.load()).slice(0, 0)
+    empty = strip_dead_letter_columns(empty)
+    ctx = primitive_context(
+        context, frame, step.name, step.capability, {}, _chunk_template_inputs(context, frame, step)
+    )
+    try:
+        result, _ = run_composition(step.capability, empty, ctx, step.step.timeout_s)
+    except Exception as error:  # the rows are accounted for already; keep the input's columns
+        context.log.warning(
+            f"batch '{step.name}': its capability failed on zero rows ({error}); the empty "
+            "result keeps the input's columns"
+        )
+        return empty
+    return as_table(result).slice(0, 0)
 
 
 def reconciliation(rows_in: int, processed: int, dead_lettered: int) -> str:
@@ -438,7 +484,7 @@ def run_chunk(
         context, step, run, result, status=outcome.status, counts_as_step=False
     )
     # One event per chunk carries this: keep it short (the merge has the preview and detail).
-    for bulky in (keys.DETAIL_KEY, "preview"):
+    for bulky in (keys.DETAIL_KEY, keys.PREVIEW_KEY):
         metadata.pop(bulky, None)
     metadata[keys.CHUNK_KEY] = f"{chunk.index + 1} of {chunk.total}"
     metadata[keys.FAILED_ROWS_KEY] = len(outcome.failed_rows)
@@ -447,7 +493,11 @@ def run_chunk(
 
 
 def merge_chunks(
-    context: OpExecutionContext, frame: Frame, step: FrameStep, reported: list[ChunkOutcome]
+    context: OpExecutionContext,
+    frame: Frame,
+    step: FrameStep,
+    reported: list[ChunkOutcome],
+    batch_input: StepValue,
 ) -> Iterator[Output | AssetCheckEvaluation]:
     """Collect every chunk into one table, in row order, and reconcile the counts.
 
@@ -475,9 +525,15 @@ def merge_chunks(
     )
     directory = run_artifacts_dir(context)
     parts = [_table_part(o, directory) for o in outcomes if o.output is not None]
-    stored = store_table_parts(context.op_handle.name, parts, directory)
+    if parts:  # streamed, one chunk file in memory at a time
+        written = store_table_parts(context.op_handle.name, parts, directory)
+        head = parts[0].load_slice(0, PREVIEW_ROWS)
+    else:
+        head = _empty_result(context, frame, step, batch_input)
+        written = store_value(context.op_handle.name, head, directory)
+    # The batch's result is the template step's: a converge identifies its upstreams by it.
+    stored = dataclasses.replace(written, step=step.name)
     assert isinstance(stored.payload, TableRef)
-    head = parts[0].load_slice(0, PREVIEW_ROWS) if parts else pa.table({})
     failed = [row for outcome in outcomes for row in outcome.failed_rows]
     processed = sum(o.chunk.stop - o.chunk.start - len(o.failed_rows) for o in outcomes)
     _check_every_row_once(step, outcomes, failed, rows_in)
@@ -489,7 +545,7 @@ def merge_chunks(
     line = reconciliation(rows_in, processed, len(failed))
     context.log.info(f"batch '{step.name}': {line}")
     metadata = step_metadata(context, step, None, head, status=status)
-    metadata["rows"] = stored.payload.num_rows
+    metadata[keys.ROW_COUNT_KEY] = stored.payload.num_rows
     metadata.update(
         {
             keys.CHUNKS_KEY: len(outcomes),
@@ -519,7 +575,7 @@ def merge_chunks(
         metadata[keys.FAILED_ROWS_PATH_KEY] = MetadataValue.path(failures_value.payload.path)
         metadata[keys.DEAD_LETTERS_PATH_KEY] = MetadataValue.path(letters_value.payload.path)
         metadata[keys.FAILED_ROWS_PREVIEW_KEY] = MetadataValue.md(
-            "\n".join(f"- row {row.row}: {row.error}" for row in failed[:5])
+            "\n".join(f"- row {row.row}: {markdown_text(row.error)}" for row in failed[:5])
         )
         context.log.warning(
             f"batch '{step.name}': {len(failed)} row(s) dead-lettered in "

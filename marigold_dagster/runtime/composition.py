@@ -18,7 +18,14 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 import pyarrow as pa
-from dagster import MetadataValue, OpExecutionContext
+from dagster import (
+    MetadataValue,
+    OpExecutionContext,
+    TableColumn,
+    TableMetadataValue,
+    TableRecord,
+    TableSchema,
+)
 
 from grammar_ops import Composition, PrimitiveContext, PrimitiveMetric, StepTimeout, UsageMeter
 from marigold_dagster import keys
@@ -171,16 +178,24 @@ def run_metadata(run: StepRun | None, detail: dict[str, Any] | None = None) -> d
 
 
 def output_summary(value: Any) -> dict[str, Any]:
-    """Row count and a short preview of a value (a table, records or JSON)."""
+    """Row count and a short preview of a value (a table, records or JSON).
+
+    Rows are previewed as Dagster table metadata, which the UI renders as a table (and never
+    as markdown, so text from the data cannot format the page).
+    """
     if isinstance(value, pa.Table):
-        preview = value.slice(0, PREVIEW_ROWS).to_pylist()
-        return {"rows": value.num_rows, "preview": MetadataValue.md(_records_table(preview))}
+        return {
+            keys.ROW_COUNT_KEY: value.num_rows,
+            keys.PREVIEW_KEY: _table_preview(value.slice(0, PREVIEW_ROWS).to_pylist()),
+        }
     if isinstance(value, list) and all(isinstance(row, dict) for row in value):
-        preview_md = _records_table(value[:PREVIEW_ROWS])
-        return {"rows": len(value), "preview": MetadataValue.md(preview_md)}
+        return {
+            keys.ROW_COUNT_KEY: len(value),
+            keys.PREVIEW_KEY: _table_preview(value[:PREVIEW_ROWS]),
+        }
     if value is None:
         return {}
-    return {"preview": MetadataValue.json(_jsonable(value))}
+    return {keys.PREVIEW_KEY: MetadataValue.json(_jsonable(value))}
 
 
 def _jsonable(value: Any) -> Any:
@@ -195,20 +210,33 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-def _records_table(rows: list[dict[str, Any]]) -> str:
-    if not rows:
-        return "_no rows_"
-    columns = list(dict.fromkeys(key for row in rows for key in row))
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for row in rows:
-        cells = (_cell(row.get(column)) for column in columns)
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+def _table_preview(rows: list[dict[str, Any]]) -> TableMetadataValue:
+    columns = list(dict.fromkeys(str(key) for row in rows for key in row))
+    types = {column: _column_type(rows, column) for column in columns}
+    return MetadataValue.table(
+        records=[
+            TableRecord(data={column: _cell(row.get(column)) for column in columns})
+            for row in rows
+        ],
+        schema=TableSchema(columns=[TableColumn(column, types[column]) for column in columns]),
+    )
 
 
-def _cell(value: Any) -> str:
-    text = "" if value is None else str(value)
-    text = text.replace("|", "\\|").replace("\n", " ")
+def _column_type(rows: list[dict[str, Any]], column: str) -> str:
+    kinds = {type(row.get(column)) for row in rows if row.get(column) is not None}
+    if kinds <= {bool} and kinds:
+        return "bool"
+    if kinds <= {int} and kinds:
+        return "int"
+    if kinds <= {int, float} and kinds:
+        return "float"
+    return "string"
+
+
+def _cell(value: Any) -> str | int | float | bool | None:
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    text = str(value).replace("\n", " ")
     return text if len(text) <= 60 else text[:57] + "..."
 
 

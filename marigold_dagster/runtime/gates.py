@@ -97,6 +97,7 @@ def pass_gate(
             {
                 keys.DECISION_KEY: state.decision.decision,
                 keys.DECIDED_BY_KEY: state.decision.by,
+                keys.PRINCIPAL_KEY: state.decision.principal,
                 keys.REASON_KEY: state.decision.reason,
                 keys.DECIDED_FOR_RUN_KEY: state.decision.run_id,
             }

@@ -1,13 +1,15 @@
 """What every op body shares: materializations, failures, retries, artifacts and inputs.
 
-The asset materialization a step records, the `Failure` for an error retrying cannot fix, the
-retry policy a step runs under, the run-scoped folder tables are written to, and the template
-input paths a step was launched with (checked to exist).
+The asset materialization a step records, the `Failure` for an error (retried under the step's
+policy when `grammar_ops.is_transient` says retrying may fix it, failed at once otherwise), the
+retry policy a step runs under and the delay before a retry, the run-scoped folder tables are
+written to, and the template input paths a step was launched with (checked to exist).
 """
 
 from __future__ import annotations
 
 import os
+import random
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -21,9 +23,14 @@ from dagster import (
 from dagster import Backoff as DagsterBackoff
 from dagster import Jitter as DagsterJitter
 
+from grammar_ops import is_transient
+from grammar_ops.failures import failure_class
 from marigold_dagster import keys
 from marigold_dagster.artifacts import artifacts_dir
+from marigold_dagster.errors import InputOutsideRoots
 from marigold_dagster.keys import STEP_COUNT_KEY, step_asset_key
+from marigold_dagster.runtime.error_text import without_file_content
+from marigold_dagster.runtime.input_roots import confine_input
 from marigold_dagster.template.frame import Frame, FrameStep
 from marigold_dagster.template.model import RetrySpec
 
@@ -45,12 +52,17 @@ def materializations(frame: Frame, step: FrameStep, metadata: Mapping[str, Any])
 
 
 def template_inputs(context: OpExecutionContext, frame: Frame, step: FrameStep) -> dict[str, str]:
-    """The launch-supplied input paths of a step, checked to exist before anything runs."""
+    """The launch-supplied input paths of a step, checked before anything runs: each must
+    resolve under an input root (`runtime.input_roots.confine_input`) and exist."""
     supplied: Mapping[str, str] = context.op_config or {}
     checked = {}
+    storage = context.instance.storage_directory()
     for name, path in supplied.items():
         kind = frame.template.inputs[name].kind
-        resolved = os.path.abspath(path)
+        try:
+            resolved = confine_input(frame, name, path, storage)
+        except InputOutsideRoots as error:
+            raise Failure(str(error), allow_retries=False) from None
         exists = os.path.isdir(resolved) if kind == "documents" else os.path.isfile(resolved)
         if not exists:
             what = "a folder" if kind == "documents" else "a file"
@@ -64,12 +76,20 @@ def template_inputs(context: OpExecutionContext, frame: Frame, step: FrameStep) 
     return checked
 
 
-def step_failure(step: FrameStep, error: Exception) -> Failure:
-    """A Failure for an error retrying cannot fix (bad data, bad config, bad model output)."""
+def step_failure(step: FrameStep, error: BaseException, *, what: str | None = None) -> Failure:
+    """The Failure for `error`: retried under the step's `retry:` only when it is transient.
+
+    A transient failure (model server unreachable or busy, timeout, storage I/O) lets Dagster's
+    RetryPolicy try the step again (`STEP_UP_FOR_RETRY`); a permanent one (configuration,
+    validation, a missing field, a bad answer) fails the step at once, with its cause. Its text
+    never quotes a file's content (see `runtime.error_text`).
+    """
+    kind = failure_class(error)
     return Failure(
-        description=f"step '{step.name}' failed: {error}",
-        metadata={keys.ERROR_TYPE_KEY: type(error).__name__},
-        allow_retries=False,
+        description=f"{what or f'step {step.name!r}'} failed ({kind}): "
+        f"{without_file_content(str(error))}",
+        metadata={keys.ERROR_TYPE_KEY: type(error).__name__, keys.FAILURE_CLASS_KEY: kind},
+        allow_retries=is_transient(error),
     )
 
 
@@ -78,15 +98,39 @@ def run_artifacts_dir(context: OpExecutionContext) -> Path:
     return artifacts_dir(context.instance.storage_directory(), context.run_id)
 
 
+def retry_delay_s(spec: RetrySpec | None, retry: int) -> float:
+    """Seconds to wait before retry number `retry` (1-based), as Dagster's RetryPolicy waits.
+
+    Used where a retry happens inside one step (a batch merge catching up chunks), so it
+    follows the template's backoff and jitter exactly as Dagster's own step retries do.
+    """
+    if spec is None or not spec.delay_s:
+        return 0.0
+    base = spec.delay_s
+    if spec.backoff == "exponential":
+        delay = ((2**retry) - 1) * base
+    elif spec.backoff == "linear":
+        delay = base * retry
+    else:
+        delay = base
+    if spec.jitter == "full":
+        delay = random.random() * delay
+    elif spec.jitter == "plus_minus":
+        delay = delay + (2 * random.random() * base) - base
+    return max(0.0, delay)
+
+
 def retry_policy(spec: RetrySpec | None) -> RetryPolicy | None:
     """The Dagster RetryPolicy for a template `retry:` block (None: no retries)."""
     if spec is None or spec.max_attempts <= 1:
         return None
     backoff = {"exponential": DagsterBackoff.EXPONENTIAL, "linear": DagsterBackoff.LINEAR}
     jitter = {"full": DagsterJitter.FULL, "plus_minus": DagsterJitter.PLUS_MINUS}
+    if not spec.delay_s:  # no wait: Dagster refuses a backoff or jitter without a delay
+        return RetryPolicy(max_retries=spec.max_attempts - 1)
     return RetryPolicy(
         max_retries=spec.max_attempts - 1,
-        delay=spec.delay_s or None,
+        delay=spec.delay_s,
         backoff=backoff.get(spec.backoff),
         jitter=jitter.get(spec.jitter),
     )

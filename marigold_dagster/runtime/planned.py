@@ -26,7 +26,7 @@ from dagster import (
     Output,
 )
 
-from grammar_ops import Composition, GrammarError, Kind
+from grammar_ops import Composition, Kind, ModelError
 from marigold_dagster import keys
 from marigold_dagster.artifacts import StepValue, as_table, store_value
 from marigold_dagster.errors import PlanRejected
@@ -57,7 +57,7 @@ from marigold_dagster.runtime.composition import (
     run_composition,
     run_metadata,
 )
-from marigold_dagster.runtime.outputs import run_artifacts_dir
+from marigold_dagster.runtime.outputs import run_artifacts_dir, step_failure
 from marigold_dagster.template.frame import Frame, FrameStep
 
 MAX_REASONING_METADATA = 500
@@ -303,6 +303,8 @@ def planned_rows(results: Mapping[str, PlannedResult]) -> pa.Table:
             value = loaded.model_dump(mode="json") if hasattr(loaded, "model_dump") else loaded
             table = pa.table({"result_json": [json.dumps(value, default=str, sort_keys=True)]})
         column = pa.array([planned_id] * table.num_rows, pa.string())
+        if "planned_step" in table.column_names:  # rows an earlier planning step tagged
+            table = table.drop_columns(["planned_step"])
         tables.append(table.append_column("planned_step", column))
     if not tables:
         return pa.table({"planned_step": pa.array([], pa.string())})
@@ -361,6 +363,8 @@ def plan_phase(
     model = getattr(context.resources, planner_key)
     try:
         outcome = plan_fragment(model, request)
+    except ModelError as error:  # the planner call itself failed: retried under `retry:`
+        raise step_failure(step, error, what=f"the planner call of '{step.name}'") from error
     except PlanRejected as rejected:
         yield _validation_check(frame, step, rejected.outcome, passed=False)
         raise Failure(
@@ -454,11 +458,19 @@ def run_planned_step(
     ctx = primitive_context(context, frame, planned.id, composition, task.inputs, {})
     try:
         result, run = run_composition(composition, value, ctx, step.step.timeout_s)
-    except GrammarError as error:
+    except Failure:
+        raise
+    except Exception as error:
+        failure = step_failure(step, error, what=f"planned step '{planned.id}' of '{step.name}'")
         raise Failure(
-            description=f"planned step '{planned.id}' of '{step.name}' failed: {error}",
-            metadata={**_provenance(task), STEP_COUNT_KEY: 1, **ctx.usage.as_metadata()},
-            allow_retries=False,
+            description=failure.description,
+            metadata={
+                **failure.metadata,
+                **_provenance(task),
+                STEP_COUNT_KEY: 1,
+                **ctx.usage.as_metadata(),
+            },
+            allow_retries=failure.allow_retries,
         ) from error
     stored = store_value(f"{step.name}__{planned.id}", result, run_artifacts_dir(context))
     metadata = {

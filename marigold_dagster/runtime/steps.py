@@ -1,8 +1,8 @@
 """Template steps at run time: what the task, decision and converge ops run.
 
 `run_task` runs the capability on the first upstream result; `run_decision` runs it and emits
-one output per chosen branch (refusing undeclared ones); `run_converge` joins whichever
-upstreams ran (rows tagged with `source_step`) and runs the capability on the join, if any.
+one output per chosen branch (refusing undeclared ones); `run_converge` combines whichever
+upstreams ran as the step declares (`runtime.convergence`) and runs the capability on that.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-import pyarrow as pa
 from dagster import (
     Failure,
     MetadataValue,
@@ -18,11 +17,13 @@ from dagster import (
     Output,
 )
 
-from grammar_ops import Decision, GrammarError, Kind
+from grammar_ops import Decision, Kind
 from marigold_dagster import keys
-from marigold_dagster.artifacts import StepValue, as_table, store_value
+from marigold_dagster.artifacts import StepValue, store_value
 from marigold_dagster.keys import DECIDED, RESULT, UPSTREAM
 from marigold_dagster.runtime.composition import primitive_context, run_composition, step_metadata
+from marigold_dagster.runtime.convergence import combine
+from marigold_dagster.runtime.error_text import without_file_content
 from marigold_dagster.runtime.outputs import (
     materializations,
     run_artifacts_dir,
@@ -48,23 +49,13 @@ def _run(
     )
     try:
         return run_composition(step.capability, value, ctx, step.step.timeout_s)
-    except GrammarError as error:
-        raise step_failure(step, error) from error
-
-
-def _join(step: FrameStep, values: list[StepValue]) -> Any:
-    """Rows from every upstream that ran, tagged with `source_step`; or a mapping of results."""
-    if step.input_kind is not Kind.TABLE:
-        return {value.step: value.load() for value in values}
-    tables = []
-    for value in values:
-        loaded = value.load()
-        table = as_table(loaded)
-        source = pa.array([value.step] * table.num_rows, pa.string())
-        tables.append(table.append_column("source_step", source))
-    if not tables:
-        return pa.table({"source_step": pa.array([], pa.string())})
-    return pa.concat_tables(tables, promote_options="permissive")
+    except Failure:
+        raise
+    except Exception as error:
+        failure = step_failure(step, error)
+        # The cause's text is recorded too; keep it only when it quotes no file content.
+        quoted = without_file_content(str(error)) != str(error)
+        raise failure from (None if quoted else error)
 
 
 def run_task(
@@ -130,9 +121,16 @@ def run_converge(
     values = list(inputs[UPSTREAM])
     if step.sentinel is not None:
         values = values[1:]
-    ran = {value.step: value for value in values if value.step in declared}
+    ran = {value.step: value for value in values}
+    unknown = sorted(set(ran) - set(declared))
+    if unknown:  # a result that names no declared upstream would be dropped: never silently
+        raise Failure(
+            f"converge '{step.name}' received results from {unknown}, which are not among its "
+            f"declared upstreams {declared}",
+            allow_retries=False,
+        )
     skipped = [name for name in declared if name not in ran]
-    joined = _join(step, [ran[name] for name in declared if name in ran])
+    joined = combine(step, [ran[name] for name in declared if name in ran])
     run = None
     result = joined
     if step.composition is not None:

@@ -301,7 +301,16 @@ def _analyse_step(frame: Frame, step: Step, index: int, add: AddProblem) -> Fram
 
     if step.kind is StepKind.CONVERGE:
         kinds = {_edge_kind(frame, dep) for dep in step.depends_on}
-        input_kind = Kind.TABLE if kinds <= ROW_KINDS else Kind.JSON
+        rows = kinds <= ROW_KINDS and step.combine != "by_source"
+        input_kind = Kind.TABLE if rows else Kind.JSON
+        if step.combine == "join" and not kinds <= ROW_KINDS:
+            add(
+                "JOIN_NEEDS_ROWS",
+                ("steps", index, "combine"),
+                "`combine: join` matches rows, but some upstream hands on "
+                f"{', '.join(sorted(k.title for k in kinds - ROW_KINDS))}; use "
+                "`combine: by_source`",
+            )
         # A converge runs when any upstream ran: its guard is what all its upstreams share.
         edge_guards = [frame.edge_guard(dep, step.name) for dep in step.depends_on]
         guard = frozenset.intersection(*edge_guards) if edge_guards else frozenset()

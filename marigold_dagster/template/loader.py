@@ -45,9 +45,8 @@ def load_template(path: Path | str, catalog: Catalog | None = None) -> Frame:
         TemplateError: with every problem found, each located by line and field.
     """
     path = Path(path)
-    catalog = catalog or standard_catalog()
     try:
-        source = parse_yaml(_read_text(path))
+        text = _read_text(path)
     except YamlLimitError as error:
         raise TemplateError(
             path, [TemplateProblem("OVER_LIMIT", "", str(error), error.line)]
@@ -58,6 +57,39 @@ def load_template(path: Path | str, catalog: Catalog | None = None) -> Frame:
         ) from None
     except OSError as error:
         raise TemplateError(path, [TemplateProblem("UNREADABLE", "", str(error))]) from None
+    return load_template_text(text, path, catalog)
+
+
+def load_template_text(text: str, path: Path | str, catalog: Catalog | None = None) -> Frame:
+    """Check template YAML `text` as if it were the file at `path` (which need not exist).
+
+    `path` names the file in every problem, must have the template's name as its stem, and
+    anchors relative input paths, exactly as for `load_template`.
+
+    Raises:
+        TemplateError: with every problem found, each located by line and field.
+    """
+    path = Path(path)
+    try:
+        return _check_text(text, path, catalog or standard_catalog())
+    except RecursionError:
+        # A backstop: parsing bounds nesting, so no template should get here; if one does, it
+        # is one bad template, not a code location that fails to load.
+        message = "the template nests too deeply to be checked; flatten it"
+        raise TemplateError(path, [TemplateProblem("OVER_LIMIT", "", message, None)]) from None
+
+
+def _check_text(text: str, path: Path, catalog: Catalog) -> Frame:
+    try:
+        source = parse_yaml(text)
+    except YamlLimitError as error:
+        raise TemplateError(
+            path, [TemplateProblem("OVER_LIMIT", "", str(error), error.line)]
+        ) from None
+    except YamlSyntaxError as error:
+        raise TemplateError(
+            path, [TemplateProblem("YAML_SYNTAX", "", str(error), error.line)]
+        ) from None
 
     if not isinstance(source.data, dict):
         raise TemplateError(

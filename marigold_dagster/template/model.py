@@ -206,9 +206,29 @@ class DecisionStep(CapabilityStep):
 
 
 class ConvergeStep(CapabilityStep):
-    """Waits for whichever of its upstream steps ran, then runs (a capability, or joins)."""
+    """Waits for whichever of its upstream steps ran, combines their results, then runs.
+
+    `combine` says how differently shaped results become one input: `union` stacks their rows
+    (tagged `source_step`, columns matched by name), `join` matches rows on the `keys` fields
+    (a full outer join: every row of every upstream is kept), `by_source` hands the
+    capability a mapping of upstream step name to its result.
+    """
 
     kind: Literal[StepKind.CONVERGE]
+    combine: Literal["union", "join", "by_source"] = Field(
+        "union", description="How the upstream results combine: union, join or by_source."
+    )
+    keys: list[str] = Field(
+        default_factory=list, description="The fields a `combine: join` matches rows on."
+    )
+
+    @model_validator(mode="after")
+    def _join_has_keys(self) -> ConvergeStep:
+        if self.combine == "join" and not self.keys:
+            raise ValueError("`combine: join` needs `keys:`, the fields to match rows on")
+        if self.combine != "join" and self.keys:
+            raise ValueError("`keys:` names the fields to join on; it needs `combine: join`")
+        return self
 
 
 class BatchStep(CapabilityStep):
@@ -349,7 +369,7 @@ class AfterTrigger(_Strict):
         if isinstance(value, str) and value in ("same", "none"):
             return value
         if isinstance(value, dict) and all(
-            isinstance(name, str) and re.match(NAME_PATTERN, name)
+            isinstance(name, str) and re.fullmatch(r"[A-Za-z0-9_]+", name)
             for pair in value.items()
             for name in pair
         ):

@@ -3,7 +3,10 @@
 Parsing is bounded so that no file can make loading hang or exhaust memory: the text is at most
 `MAX_TEMPLATE_BYTES`, nesting at most `MAX_DEPTH` levels, at most `MAX_ALIASES` aliases, and at
 most `MAX_NODES` values once every alias is expanded (a "billion laughs" file is refused before
-its expansion is built). Recursive aliases (an anchor used inside itself) are refused too.
+its expansion is built), and at most `MAX_DEPTH` levels deep once expanded too (a chain of
+aliases, each nesting the previous one a few levels deeper, is refused before anything recurses
+through it). Recursive aliases (an anchor used inside itself) are refused too, and so is a key
+repeated in one mapping (YAML would silently keep the last value).
 """
 
 from __future__ import annotations
@@ -61,6 +64,10 @@ def parse_yaml(text: str) -> YamlSource:
     except YamlSyntaxError:
         raise
     except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        if mark is not None and _flow_depth_before(text, mark.index) >= MAX_DEPTH:
+            # The parser has a nesting limit of its own that can run before ours: report ours.
+            raise _too_deep(mark.line + 1) from None
         raise YamlSyntaxError(_describe(error), _line_of_mark(error)) from None
     except yaml.reader.ReaderError as error:
         line = text.count("\n", 0, error.position) + 1 if error.position >= 0 else None
@@ -90,6 +97,35 @@ def check_size(size: int) -> None:
             "(MAX_TEMPLATE_BYTES) for a template; split it or move data into template inputs",
             None,
         )
+
+
+def _too_deep(line: int | None) -> YamlLimitError:
+    return YamlLimitError(
+        f"values nested deeper than {MAX_DEPTH} levels (MAX_DEPTH), the limit for a template",
+        line,
+    )
+
+
+def _flow_depth_before(text: str, index: int) -> int:
+    """How many flow collections (`[`, `{`) are open at `index`, outside quoted scalars."""
+    depth = 0
+    quote = ""
+    escaped = False
+    for char in text[:index]:
+        if quote:
+            if escaped:
+                escaped = False
+            elif char == "\\" and quote == '"':
+                escaped = True
+            elif char == quote:
+                quote = ""
+        elif char in "'\"":
+            quote = char
+        elif char in "[{":
+            depth += 1
+        elif char in "]}":
+            depth -= 1
+    return depth
 
 
 def _describe(error: yaml.MarkedYAMLError) -> str:
@@ -144,11 +180,7 @@ class _BoundedLoader(_SafeParsing):
             return super().compose_node(parent, index)
         self._depth += 1
         if self._depth > MAX_DEPTH:
-            raise YamlLimitError(
-                f"values nested deeper than {MAX_DEPTH} levels (MAX_DEPTH), the limit for a "
-                "template",
-                line,
-            )
+            raise _too_deep(line)
         try:
             return super().compose_node(parent, index)
         finally:
@@ -168,11 +200,14 @@ class _BoundedLoader(_SafeParsing):
 
 
 def _check_expansion(root: yaml.Node) -> None:
-    """Refuse a node graph that expands to more than `MAX_NODES` values, or contains itself.
+    """Refuse a node graph that expands to more than `MAX_NODES` values or `MAX_DEPTH` levels,
+    contains itself, or repeats a key in a mapping.
 
-    Sizes are memoised per node, so an alias bomb is measured without being expanded.
+    Sizes and depths are memoised per node, so an alias bomb or chain is measured without being
+    expanded, in time linear in the nodes written.
     """
     sizes: dict[int, int] = {}
+    depths: dict[int, int] = {}
     on_path: set[int] = set()
     stack: list[tuple[yaml.Node, bool]] = [(root, False)]
     while stack:
@@ -188,7 +223,15 @@ def _check_expansion(root: yaml.Node) -> None:
                     f"are expanded (MAX_NODES), the limit for a template",
                     node.start_mark.line + 1,
                 )
+            depth = 1 + max((depths[id(child)] for child in children), default=0)
+            if depth > MAX_DEPTH:
+                raise YamlLimitError(
+                    f"this value nests deeper than {MAX_DEPTH} levels once its aliases are "
+                    "expanded (MAX_DEPTH), the limit for a template",
+                    node.start_mark.line + 1,
+                )
             sizes[key] = size
+            depths[key] = depth
             continue
         if key in sizes:
             continue
@@ -198,9 +241,32 @@ def _check_expansion(root: yaml.Node) -> None:
                 "cannot contain recursive values",
                 node.start_mark.line + 1,
             )
+        _check_unique_keys(node)
         on_path.add(key)
         stack.append((node, True))
         stack.extend((child, False) for child in children if id(child) not in sizes)
+
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+def _check_unique_keys(node: yaml.Node) -> None:
+    """Refuse a mapping that writes one key twice (`<<` merges may override, as YAML says)."""
+    if not isinstance(node, yaml.MappingNode):
+        return
+    seen: dict[str, int] = {}
+    for key_node, _ in node.value:
+        if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == _MERGE_TAG:
+            continue
+        line = key_node.start_mark.line + 1
+        if key_node.value in seen:
+            raise YamlSyntaxError(
+                f"key `{str(key_node.value)[:80]}` appears twice in one mapping (first on line "
+                f"{seen[key_node.value]}); YAML would keep only the last value, so write each "
+                "key once",
+                line,
+            )
+        seen[key_node.value] = line
 
 
 def _children(node: yaml.Node) -> list[yaml.Node]:

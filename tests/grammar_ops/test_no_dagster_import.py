@@ -40,6 +40,7 @@ def test_files_found():
     assert len(FILES) > 30
 
 
+@pytest.mark.slow
 def test_importing_the_pure_packages_does_not_import_dagster():
     """Also through the modules they import and the packages above them (`__init__`)."""
     names = ", ".join(package.__name__ for package in PURE_PACKAGES)

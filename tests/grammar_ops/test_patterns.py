@@ -43,10 +43,9 @@ def test_extract_fields_validates_extractions(make_ctx):
     )
     assert out[4]["party"] == "P5" and out[4]["amount"] == 5.0 and out[4]["_valid"]
     assert out[-1]["_valid"] is False
-    assert out[-1]["_errors"] == [
-        "(row): 'party' is a required property",
-        "(row): 'amount' is a required property",
-    ]
+    errors = out[-1]["_errors"]
+    assert len(errors) == 2 and all(error.startswith("(row): ") for error in errors)
+    assert "'party'" in errors[0] and "'amount'" in errors[1]
     dropped = CATALOG.resolve(
         "extract_fields", {"field": "text", "schema": SCHEMA, "on_invalid": "drop"}
     ).run(rows, make_ctx())

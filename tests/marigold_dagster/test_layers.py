@@ -25,6 +25,7 @@ LAYERS = [
     "runtime",
     "jobs",
     "runs",
+    "mcp",
     "cli",
 ]
 FILES = sorted(

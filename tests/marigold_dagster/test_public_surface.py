@@ -25,7 +25,7 @@ IDS = [package.__name__ for package in PACKAGES]
 
 def test_every_sub_package_is_covered():
     names = {package.__name__.rpartition(".")[2] for package in PACKAGES[1:]}
-    assert names == {"cli", "jobs", "planning", "records", "runs", "runtime", "template"}
+    assert names == {"cli", "jobs", "mcp", "planning", "records", "runs", "runtime", "template"}
 
 
 @pytest.mark.parametrize("package", PACKAGES, ids=IDS)

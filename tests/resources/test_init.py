@@ -3,6 +3,8 @@
 import subprocess
 import sys
 
+import pytest
+
 import resources
 
 EXPECTED = {
@@ -27,6 +29,7 @@ def test_exported_members() -> None:
         assert getattr(resources, name).__name__ == name
 
 
+@pytest.mark.slow
 def test_the_test_double_is_not_imported_until_used() -> None:
     code = (
         "import sys, resources; "

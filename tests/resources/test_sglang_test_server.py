@@ -214,6 +214,7 @@ def test_default_responder_makes_schema_valid_json_and_picks_choices() -> None:
     assert default_responder(GenerationRequest("p", 5, "native")) == DEFAULT_ANSWER
 
 
+@pytest.mark.slow
 def test_subprocess_server_with_an_importable_responder() -> None:
     config = SGLangTestServerConfig(model="m", responder=upper_responder)
     with SGLangTestServer(config, in_subprocess=True) as server:
@@ -224,6 +225,7 @@ def test_subprocess_server_with_an_importable_responder() -> None:
             server.set_healthy(False)
 
 
+@pytest.mark.slow
 def test_a_subprocess_server_refuses_a_lambda_responder() -> None:
     config = SGLangTestServerConfig(responder=lambda request: "x")
     with pytest.raises(ValueError, match="module-level responder"):

@@ -174,6 +174,7 @@ class DagsterDeployment:
     home: Path
     url: str
     templates_dir: Path | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
     servers: list[_Server] = field(default_factory=list)
     _client: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=60.0))
 
@@ -186,15 +187,23 @@ class DagsterDeployment:
         *,
         templates_dir: Path | None = None,
         timeout_s: float = 180.0,
+        env: Mapping[str, str] | None = None,
+        daemon: bool = True,
     ) -> Iterator[DagsterDeployment]:
         """Write the instance config into `home`, start both servers, wait until they serve.
 
-        `templates_dir` replaces the project's templates/ (through MARIGOLD_TEMPLATES_DIR).
+        `templates_dir` replaces the project's templates/ (through MARIGOLD_TEMPLATES_DIR);
+        `env` adds environment variables to both; `daemon=False` starts the webserver only.
         """
         home.mkdir(parents=True, exist_ok=True)
         (home / "dagster.yaml").write_text(yaml.safe_dump(instance_config(postgres_url)))
         port = free_port()
-        deployment = cls(home=home, url=f"http://127.0.0.1:{port}", templates_dir=templates_dir)
+        deployment = cls(
+            home=home,
+            url=f"http://127.0.0.1:{port}",
+            templates_dir=templates_dir,
+            extra_env=dict(env or {}),
+        )
         workspace = str(ROOT / "workspace.yaml")
         try:
             deployment._spawn(
@@ -202,7 +211,8 @@ class DagsterDeployment:
                 [str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(port)]
                 + ["-w", workspace],
             )
-            deployment._spawn("daemon", [str(BIN / "dagster-daemon"), "run", "-w", workspace])
+            if daemon:
+                deployment._spawn("daemon", [str(BIN / "dagster-daemon"), "run", "-w", workspace])
             deployment.wait_until_ready(timeout_s)
             yield deployment
         finally:
@@ -219,6 +229,7 @@ class DagsterDeployment:
         env.pop("MARIGOLD_TEMPLATES_DIR", None)
         if self.templates_dir is not None:
             env["MARIGOLD_TEMPLATES_DIR"] = str(self.templates_dir)
+        env.update(self.extra_env)
         log = self.home / f"{name}.log"
         with log.open("wb") as sink:
             process = subprocess.Popen(
@@ -271,7 +282,8 @@ class DagsterDeployment:
         while time.monotonic() < deadline:
             self._check_alive()
             try:
-                if self._workspace_loaded() and self._daemons_healthy():
+                daemons = self._daemons_healthy() if len(self.servers) > 1 else True
+                if self._workspace_loaded() and daemons:
                     return
                 last = "workspace or daemons not ready"
             except httpx.HTTPError as error:  # not listening yet

@@ -55,8 +55,10 @@ def test_rules_config_errors():
         catalog.resolve("decide.rules", {"rules": [{"if": "label == 'high'", "then": ["x"]}]})
     with pytest.raises(CompositionError, match=r"\^\[A-Za-z0-9_\]\+\$"):
         catalog.resolve("decide.rules", {"rules": [{"if": "count() > 0", "then": ["bad name"]}]})
-    with pytest.raises(CompositionError, match="Extra inputs are not permitted"):
+    with pytest.raises(CompositionError) as error:
         catalog.resolve("decide.rules", {"rules": [{"iff": "count() > 0", "then": ["a"]}]})
+    found = {(f.code, f.location.rsplit(".", 1)[-1]) for f in error.value.findings}
+    assert found == {("INVALID_CONFIG", "if"), ("INVALID_CONFIG", "iff")}  # missing, unknown
 
 
 def test_rules_runtime_error(make_ctx):

@@ -68,7 +68,8 @@ def test_json_schema_fields_projection_leaves_nulls_out(make_ctx):
     }
     out = run("validate.json_schema", {"schema": schema, "fields": ["party"]}, rows, make_ctx())
     assert [r["_valid"] for r in out] == [False, True]
-    assert out[0]["_errors"] == ["(row): 'party' is a required property"]
+    [error] = out[0]["_errors"]
+    assert error.startswith("(row): ") and "'party'" in error
 
 
 def test_invalid_schema_is_a_config_error():

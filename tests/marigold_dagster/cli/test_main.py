@@ -13,6 +13,8 @@ import pytest
 ROOT = Path(__file__).parents[3]
 MARIGOLD = Path(sys.executable).with_name("marigold")
 
+pytestmark = pytest.mark.slow  # every test here starts a subprocess
+
 
 def marigold(*args: str, cwd: Path, home: Path | None = None) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME", "MARIGOLD_SGLANG_URL")}
@@ -23,7 +25,6 @@ def marigold(*args: str, cwd: Path, home: Path | None = None) -> subprocess.Comp
     )
 
 
-@pytest.mark.slow
 def test_run_flagship_prints_summary_result_and_where_to_look(tmp_path: Path):
     shutil.copytree(ROOT / "templates", tmp_path / "templates")
     shutil.copy(ROOT / "dagster.yaml", tmp_path / "dagster.yaml")
@@ -47,7 +48,7 @@ def test_run_with_a_missing_input_file_fails_before_anything_runs(tmp_path: Path
         "--templates-dir",
         str(ROOT / "templates"),
         "--input",
-        f"contracts={tmp_path / 'nope.csv'}",
+        f"contracts={ROOT / 'templates' / 'data' / 'nope.csv'}",
         cwd=tmp_path,
         home=tmp_path,
     )
@@ -64,13 +65,31 @@ def test_validate_lists_each_problem_and_exits_non_zero(tmp_path: Path):
     assert "steps:" in done.stderr
 
 
+def test_validate_of_a_folder_without_templates_says_so_and_fails(tmp_path: Path):
+    done = marigold("validate", str(tmp_path), cwd=tmp_path)
+    assert done.returncode == 1
+    assert f"no templates in {tmp_path}" in done.stderr
+
+
+@pytest.mark.integration  # the machine's PostgreSQL answers that the database does not exist
+def test_an_instance_whose_database_does_not_exist_is_a_one_line_error(tmp_path: Path):
+    url = "postgresql+psycopg2://postgres:hunter2@127.0.0.1:5432/marigold_no_such_database"
+    (tmp_path / "dagster.yaml").write_text(f"storage:\n  postgres:\n    postgres_url: {url}\n")
+    done = marigold("runs", cwd=tmp_path, home=tmp_path)
+    assert done.returncode == 1, done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [line for line in done.stderr.splitlines() if not line.startswith("note:")]
+    assert len(errors) == 1 and "Traceback" not in done.stderr and "Retrying" not in done.stderr
+    assert errors[0].startswith(f"error: cannot open the Dagster instance of {tmp_path}")
+    assert "marigold_no_such_database" in done.stderr and "hunter2" not in done.stderr
+
+
 def test_validate_passes_on_the_project_templates():
     done = marigold("validate", "templates", cwd=ROOT)
     assert done.returncode == 0, done.stderr
     assert "ok  templates/contract_review.yaml" in done.stdout
 
 
-@pytest.mark.slow
 def test_plan_dry_run_prints_the_fragment_its_validation_and_estimate():
     done = marigold("plan", "contract_review", "--dry-run", cwd=ROOT)
     assert done.returncode == 0, done.stderr

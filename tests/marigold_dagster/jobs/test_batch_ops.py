@@ -94,7 +94,7 @@ def test_continue_records_the_failed_chunk_and_finishes_the_rest(run_template, i
         metadata["marigold/rows_out"],
         metadata["marigold/rows_failed"],
     ) == (20, 15, 5)
-    assert "row 5: rows [7] are poison" in metadata["marigold/failed_rows_preview"]
+    assert r"row 5: rows \[7\] are poison" in metadata["marigold/failed_rows_preview"]
     assert run.summary.step("work").status == "partial"
     assert "done" in run.started
 

@@ -259,6 +259,7 @@ def test_step_metadata_is_short_with_the_detail_one_click_away(run_template, ins
     [output] = [e for e in run.result.all_events if e.event_type_value == "STEP_OUTPUT"]
     metadata = {k: v.value for k, v in output.step_output_data.metadata.items()}
     assert sorted(metadata) == [
+        "dagster/row_count",
         "marigold/attempt",
         "marigold/budget_step",
         "marigold/capability",
@@ -268,15 +269,17 @@ def test_step_metadata_is_short_with_the_detail_one_click_away(run_template, ins
         "marigold/status",
         "marigold/worker",
         "preview",
-        "rows",
     ]
     assert metadata["marigold/status"] == "succeeded"
     assert metadata["marigold/worker"].endswith(f":{os.getpid()}")
     assert metadata["marigold/created_by"] == "template"
     assert metadata["marigold/attempt"] == 1
     assert metadata["marigold/duration_s"] >= 0
-    assert metadata["rows"] == 7
-    assert "| id | trail |" in metadata["preview"]
+    assert metadata["dagster/row_count"] == 7
+    preview = metadata["preview"]
+    assert [column.name for column in preview.schema.columns] == ["id", "trail"]
+    assert [column.type for column in preview.schema.columns] == ["int", "string"]
+    assert len(preview.records) == 5 and preview.records[0].data["id"] == 0
     detail = metadata["marigold/detail"]
     assert detail["step_kind"] == "task"
     assert detail["started_at"] <= detail["ended_at"]
@@ -301,7 +304,7 @@ def test_results_materialize_their_assets_by_default(run_template, instance):
     run = run_template("results", template("results", STEPS_AB), instance)
     assert materialized(run) == [["results", "b"]], "only the step nothing consumes"
     [event] = [e for e in run.result.all_events if e.event_type_value == "ASSET_MATERIALIZATION"]
-    assert event.event_specific_data.materialization.metadata["rows"].value == 2
+    assert event.event_specific_data.materialization.metadata["dagster/row_count"].value == 2
 
 
 def test_every_step_materializes_when_the_template_asks(run_template, instance):

@@ -19,6 +19,11 @@ from marigold_dagster.errors import GateDecisionError, GateTimedOut, MarigoldErr
 from marigold_dagster.jobs.gate_ops import gate_decision_job
 from marigold_dagster.keys import DECISION_OP, PAUSED_AT_GATE, gate_asset_key
 from marigold_dagster.records.gate_decisions import gate_state, record_decision
+from marigold_dagster.records.principals import (
+    APPROVERS_ENV,
+    PRINCIPAL_TAG_ENV,
+    os_user_principal,
+)
 from marigold_dagster.records.run_summary import summarise_run
 from marigold_dagster.runs.gate_commands import approve, reject
 from marigold_dagster.runs.resume import reconstructable_job, resume_run, steps_left
@@ -84,6 +89,23 @@ class Project:
 @pytest.fixture
 def project(tmp_path: Path, catalog) -> Project:  # type: ignore[no-untyped-def]
     return Project(tmp_path / "project", catalog)
+
+
+ME = os_user_principal()
+LAUNCHPAD_USER = "alice@example.com"
+
+
+@pytest.fixture(autouse=True)
+def approvers_map(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The deployment's approver map: this OS user may act as alice, bob and x."""
+    path = tmp_path / "approvers.yaml"
+    path.write_text(
+        f"alice: {{users: [{ME.name}, {LAUNCHPAD_USER}]}}\n"
+        f"bob: {{users: [{ME.name}]}}\nx: {{users: [{ME.name}]}}\n"
+    )
+    monkeypatch.setenv(APPROVERS_ENV, str(path))
+    monkeypatch.setenv(PRINCIPAL_TAG_ENV, "dagster/user")
+    return path
 
 
 def starts(instance: DagsterInstance, *run_ids: str) -> Counter[str]:
@@ -273,6 +295,7 @@ def test_the_decision_job_records_a_decision_queryable_by_run_id(project, postgr
     result = gate_decision_job.execute_in_process(
         instance=postgres_instance,
         run_config={"ops": {DECISION_OP: {"config": {**config, "reason": "from the Launchpad"}}}},
+        tags={"dagster/user": LAUNCHPAD_USER},
     )
 
     assert result.success
@@ -285,6 +308,7 @@ def test_the_decision_job_records_a_decision_queryable_by_run_id(project, postgr
     metadata = {k: v.value for k, v in records[0].asset_observation.metadata.items()}
     assert metadata["marigold/decision"] == "approve"
     assert metadata["marigold/by"] == "alice"
+    assert metadata["marigold/principal"] == f"run_tag:{LAUNCHPAD_USER} (run tag dagster/user)"
     assert metadata["marigold/reason"] == "from the Launchpad"
     assert gate_state(postgres_instance, paused, "sign_off").status == "approved"
 
@@ -321,3 +345,97 @@ def test_approve_and_reject_commands_decide_and_resume(
     resumed_id = done.output.strip().split("as run ")[1].split(":")[0]
     summary = summarise_run(postgres_instance, resumed_id, frame)
     assert summary.step("send").detail == "gate 'sign_off' rejected by bob: no"
+
+
+def gate_with(approvers: str) -> str:
+    return gated("x", f"{{prompt: 'Pay?', approvers: [{approvers}]}}").replace("name: x\n", "")
+
+
+def test_a_typed_approver_name_alone_decides_nothing(project, postgres_instance, monkeypatch):
+    """`--by cfo` from a user nobody mapped to cfo is refused; the gate stays pending."""
+    monkeypatch.delenv(APPROVERS_ENV)
+    project.add("pay", "name: pay" + gate_with("cfo"))
+    paused = project.launch(postgres_instance, "pay")
+    with pytest.raises(GateDecisionError, match=f"os_user:{ME.name} .* may not act as approver"):
+        record_decision(postgres_instance, paused, "sign_off", "approve", by="cfo", reason="ok")
+    runner = CliRunner()
+    monkeypatch.setenv("DAGSTER_HOME", postgres_instance.root_directory)
+    monkeypatch.chdir(project.root)
+    args = [paused, "--step", "sign_off", "--by", "cfo", "--reason", "ok", "--no-resume"]
+    denied = runner.invoke(approve, args)
+    assert denied.exit_code == 1 and "may not act as approver 'cfo'" in denied.output
+    assert gate_state(postgres_instance, paused, "sign_off").status == "pending"
+
+
+def test_the_approver_map_lets_a_group_act_as_an_approver(
+    project, postgres_instance, tmp_path, monkeypatch
+):
+    group = sorted(ME.groups)[0]
+    (tmp_path / "map.yaml").write_text(f"cfo: {{groups: [{group}]}}\n")
+    monkeypatch.setenv(APPROVERS_ENV, str(tmp_path / "map.yaml"))
+    project.add("pay_group", "name: pay_group" + gate_with("cfo"))
+    paused = project.launch(postgres_instance, "pay_group")
+    recorded = record_decision(
+        postgres_instance, paused, "sign_off", "approve", by="cfo", reason="within budget"
+    )
+    assert recorded.principal == str(ME) and ME.source.startswith("uid ")
+    state = gate_state(postgres_instance, paused, "sign_off")
+    assert state.status == "approved" and state.decision.principal == str(ME)
+
+
+def test_cli_decides_as_the_os_user_by_default(project, postgres_instance, monkeypatch, tmp_path):
+    (tmp_path / "empty.yaml").write_text("{}\n")
+    monkeypatch.setenv(APPROVERS_ENV, str(tmp_path / "empty.yaml"))
+    project.add("mine", "name: mine" + gate_with(ME.name))
+    paused = project.launch(postgres_instance, "mine")
+    monkeypatch.setenv("DAGSTER_HOME", postgres_instance.root_directory)
+    monkeypatch.chdir(project.root)
+    args = [paused, "--step", "sign_off", "--reason", "mine to approve", "--no-resume"]
+    done = CliRunner().invoke(approve, args)
+    assert done.exit_code == 0, done.output
+    assert f"approved by {ME.name}: mine to approve (checked: {ME})" in done.output
+
+
+def test_the_launchpad_decision_needs_the_deployments_user_tag(
+    project, postgres_instance, monkeypatch
+):
+    project.add("pay_ui", "name: pay_ui" + gate_with("alice"))
+    paused = project.launch(postgres_instance, "pay_ui")
+    config = {"run_id": paused, "step": "sign_off", "decision": "approve", "by": "alice"}
+    run_config = {"ops": {DECISION_OP: {"config": {**config, "reason": "ok"}}}}
+
+    def decide(**kwargs):  # type: ignore[no-untyped-def]
+        return gate_decision_job.execute_in_process(
+            instance=postgres_instance, run_config=run_config, raise_on_error=False, **kwargs
+        )
+
+    assert not decide(tags={"dagster/user": "mallory@example.com"}).success
+    assert not decide().success, "no user tag: nobody to check"
+    monkeypatch.delenv(PRINCIPAL_TAG_ENV)
+    assert not decide(tags={"dagster/user": LAUNCHPAD_USER}).success, "tag not vouched for"
+    assert gate_state(postgres_instance, paused, "sign_off").status == "pending"
+    monkeypatch.setenv(PRINCIPAL_TAG_ENV, "dagster/user")
+    assert decide(tags={"dagster/user": LAUNCHPAD_USER}).success
+    assert gate_state(postgres_instance, paused, "sign_off").status == "approved"
+
+
+def test_a_decision_recorded_without_a_principal_does_not_count(project, postgres_instance):
+    from dagster import AssetObservation
+
+    frame = project.add("forged", "name: forged" + gate_with("alice"))
+    paused = project.launch(postgres_instance, "forged")
+    postgres_instance.add_dynamic_partitions("forged__sign_off__gate_runs", [paused])
+    postgres_instance.report_runless_asset_event(
+        AssetObservation(
+            asset_key=gate_asset_key(frame.name, "sign_off"),
+            partition=paused,
+            metadata={
+                "marigold/decision": "approve",
+                "marigold/by": "alice",
+                "marigold/reason": "typed by hand",
+                "marigold/run_id": paused,
+                "marigold/decided_at": time.time(),
+            },
+        )
+    )
+    assert gate_state(postgres_instance, paused, "sign_off").status == "pending"

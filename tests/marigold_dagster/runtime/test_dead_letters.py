@@ -26,6 +26,7 @@ from marigold_dagster.runtime.dead_letters import (
     dead_letter_table,
     strip_dead_letter_columns,
 )
+from marigold_dagster.runtime.input_roots import INPUT_ROOTS_ENV
 from marigold_dagster.template.loader import load_template
 from resources.model_errors import ModelAnswerError
 from resources.sglang import SGLangResource
@@ -60,7 +61,8 @@ def merge_metadata(result: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-def run_triage(write_template, instance: DagsterInstance):
+def run_triage(write_template, instance: DagsterInstance, tmp_path, monkeypatch):
+    monkeypatch.setenv(INPUT_ROOTS_ENV, str(tmp_path))  # the items files are written there
     frame = load_template(write_template("triage_faults", TEMPLATE), standard_catalog())
 
     def run(server: SGLangTestServer, items: str) -> tuple[Any, dict[str, Any]]:
