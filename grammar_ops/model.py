@@ -21,9 +21,11 @@ class ModelCall:
     """One request to a model.
 
     At most one constraint (`json_schema`, `regex`, `ebnf`, `choices`) is set; SGLang enforces it
-    during decoding. `subject` and `choice_descriptions` repeat, as data, what the prompt already
-    says in words: the offline model, which understands no language, reads them instead of the
-    prompt. A server never sees them except through the prompt.
+    during decoding. `subject`, `choice_descriptions`, `choice_schemas` (each choice's
+    configuration schema, without what the template pinned) and `columns` (of the results the
+    prompt shows) repeat, as data, what the prompt already says in words: the offline model,
+    which understands no language, reads them instead of the prompt. A server never sees them
+    except through the prompt.
     """
 
     purpose: Purpose
@@ -35,6 +37,8 @@ class ModelCall:
     choices: tuple[str, ...] | None = None
     subject: str | None = None
     choice_descriptions: Mapping[str, str] | None = None
+    choice_schemas: Mapping[str, Mapping[str, Any]] | None = None
+    columns: tuple[str, ...] | None = None
     temperature: float = 0.0
 
     def __post_init__(self) -> None:
@@ -72,15 +76,27 @@ class ModelReply:
     finish_reason: str = "stop"
     retries: int = 0
     cost_usd: float = 0.0
+    estimated: bool = False
 
 
 class ModelError(Exception):
-    """A model call failed for good (after the client's own retries), with the reason."""
+    """A model call failed for good (after the client's own retries), with the reason.
+
+    A call the server answered, but whose answer is unusable (cut off at `max_new_tokens`, not
+    JSON, off-schema), still spent tokens: the client sets `prompt_tokens`,
+    `completion_tokens`, `cached_tokens` and `cost_usd` on the error (`estimated` when the
+    server did not report them), so the caller counts them like a reply's.
+    """
 
     def __init__(self, message: str, *, retryable: bool = False, last_response: str | None = None):
         super().__init__(message)
         self.retryable = retryable
         self.last_response = last_response
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+        self.cached_tokens = 0
+        self.cost_usd = 0.0
+        self.estimated = False
 
 
 @runtime_checkable
@@ -115,21 +131,34 @@ class UsageMeter:
     cached_tokens: int = 0
     latency_s: float = 0.0
     cost_usd: float = 0.0
+    estimated_tokens: int = 0
     models: set[str] = field(default_factory=set)
 
     def record(self, reply: ModelReply) -> None:
         self.requests += 1
         self.retries += reply.retries
-        self.prompt_tokens += reply.prompt_tokens
-        self.completion_tokens += reply.completion_tokens
-        self.cached_tokens += reply.cached_tokens
         self.latency_s += reply.latency_s
-        self.cost_usd += reply.cost_usd
         self.models.add(reply.model)
+        self._spend(reply)
 
-    def record_failure(self) -> None:
+    def record_failure(self, error: ModelError | None = None) -> None:
+        """Count a failed call, and the tokens it spent when the server answered unusably."""
         self.requests += 1
         self.failures += 1
+        if error is not None:
+            self._spend(error)
+
+    def _spend(self, source: ModelReply | ModelError) -> None:
+        self.prompt_tokens += source.prompt_tokens
+        self.completion_tokens += source.completion_tokens
+        self.cached_tokens += source.cached_tokens
+        self.cost_usd += source.cost_usd
+        if source.estimated:
+            self.estimated_tokens += source.prompt_tokens + source.completion_tokens
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
 
     def as_metadata(self) -> dict[str, float | int | str]:
         """Dagster-style usage metadata (`llm.prompt_tokens`, ...), as dagster-openai names it."""
@@ -141,6 +170,7 @@ class UsageMeter:
             "llm.completion_tokens": self.completion_tokens,
             "llm.cached_tokens": self.cached_tokens,
             "llm.total_tokens": self.prompt_tokens + self.completion_tokens,
+            "llm.estimated_tokens": self.estimated_tokens,
             "llm.latency_s": round(self.latency_s, 4),
             "llm.cost_usd": round(self.cost_usd, 6),
             "llm.models": ", ".join(sorted(self.models)),

@@ -63,18 +63,10 @@ class ModelUsage:
     def record_failure(self, error: ModelError) -> None:
         """Add a failed call (its retries, and the tokens of an unusable answer) to the meters."""
         retries = int(getattr(error, "retries", 0))
-        prompt = int(getattr(error, "prompt_tokens", 0))
-        completion = int(getattr(error, "completion_tokens", 0))
-        cached = int(getattr(error, "cached_tokens", 0))
-        cost = float(getattr(error, "cost_usd", 0.0))
         with self._lock:
             for meter in self._meters():
-                meter.record_failure()
+                meter.record_failure(error)  # counts the tokens the error carries, once
                 meter.retries += retries
-                meter.prompt_tokens += prompt
-                meter.completion_tokens += completion
-                meter.cached_tokens += cached
-                meter.cost_usd += cost
 
     def _meters(self) -> list[UsageMeter]:
         step_key = _current_step.get()

@@ -164,6 +164,7 @@ class OfflineModel(dg.ConfigurableResource):
         try:
             text, value, finish = self._answer(call)
         except ModelError as error:
+            error.prompt_tokens = count_tokens(call.prompt)  # the prompt was read, then refused
             self._usage.record_failure(error)
             raise
         reply = ModelReply(
@@ -196,7 +197,13 @@ class OfflineModel(dg.ConfigurableResource):
             choice = self.choose(subject, call.choices, call.choice_descriptions)
             return choice, choice, "stop"
         if call.purpose == "plan":
-            fragment = self.plan(subject, _capabilities(call), call.json_schema)
+            fragment = self.plan(
+                subject,
+                _capabilities(call),
+                call.json_schema,
+                config_schemas=call.choice_schemas,
+                columns=call.columns,
+            )
             return json.dumps(fragment), fragment, "stop"
         if call.json_schema is not None:
             value = extract(subject, call.json_schema)
@@ -248,8 +255,17 @@ class OfflineModel(dg.ConfigurableResource):
         goal: str,
         capabilities: Mapping[str, str],
         json_schema: Mapping[str, Any] | None = None,
+        *,
+        config_schemas: Mapping[str, Mapping[str, Any]] | None = None,
+        columns: Sequence[str] | None = None,
     ) -> dict[str, Any]:
-        """Rank capabilities by words shared with the goal and return a plan fragment."""
+        """Rank capabilities by words shared with the goal and return a plan fragment.
+
+        Each step's `with` gives what its configuration schema requires (less what the template
+        pinned): from the schema's defaults and enums, from the columns the goal mentions (or
+        the first text-like column), the goal itself for a prompt, and `true` for a row
+        expression, so the fragment validates; it stays a labelled stand-in, not a model.
+        """
         goal_counts = Counter(set(words(goal)))
         ranked = []
         for order, (name, description) in enumerate(capabilities.items()):
@@ -271,7 +287,9 @@ class OfflineModel(dg.ConfigurableResource):
                 {
                     "id": f"s{len(steps) + 1}_{slug}",
                     "uses": name,
-                    "with": {},
+                    "with": _config_for(
+                        (config_schemas or {}).get(name), goal, list(columns or ())
+                    ),
                     "depends_on": [steps[-1]["id"]] if steps else [],
                     "reason": "its description shares the goal words: " + ", ".join(sorted(hits)),
                 }
@@ -287,6 +305,87 @@ class OfflineModel(dg.ConfigurableResource):
         if json_schema is not None:
             return dict(conform_instance(json_schema, fragment))
         return fragment
+
+
+def _goal_columns(goal: str, columns: list[str]) -> list[str]:
+    """Columns the goal names (a column `annual_value_usd` is named by "annual value")."""
+    said = set(words(goal))
+    named = [c for c in columns if set(words(c.replace("_", " "))) & said]
+    return sorted(named, key=lambda c: goal.lower().find(c.split("_")[0].lower()))
+
+
+def _text_column(columns: list[str]) -> str:
+    for column in columns:
+        if column.lower() in {"text", "body", "content", "description"}:
+            return column
+    return columns[0] if columns else "text"
+
+
+def _config_for(schema: Mapping[str, Any] | None, goal: str, columns: list[str]) -> dict[str, Any]:
+    """What `schema` requires, filled by rules (plus `by` for a grouping the goal asks for)."""
+    if not schema:
+        return {}
+    defs = schema.get("$defs", {})
+    properties = schema.get("properties", {})
+    named = _goal_columns(goal, columns)
+    config: dict[str, Any] = {}
+    wanted = list(schema.get("required", []))
+    if "by" in properties and "by" not in wanted and named:
+        wanted.append("by")
+    for key in wanted:
+        if key in properties:
+            config[key] = _value_for(key, properties[key], defs, goal, columns, named)
+    return config
+
+
+def _value_for(
+    key: str,
+    schema: Mapping[str, Any],
+    defs: Mapping[str, Any],
+    goal: str,
+    columns: list[str],
+    named: list[str],
+) -> Any:
+    ref = schema.get("$ref")
+    if isinstance(ref, str):
+        schema = defs.get(ref.rsplit("/", 1)[-1], {})
+    options = schema.get("anyOf") or schema.get("oneOf")
+    if options:
+        schema = next((o for o in options if o.get("type") != "null"), options[0])
+        if "$ref" in schema:
+            return _value_for(key, schema, defs, goal, columns, named)
+    if "default" in schema:
+        return schema["default"]
+    if "enum" in schema:
+        return schema["enum"][0]
+    if "const" in schema:
+        return schema["const"]
+    kind = schema.get("type")
+    if key in {"where", "if", "condition"}:
+        return "true"
+    if key == "prompt" or key == "instructions":
+        return goal
+    if kind == "string":
+        if key in {"field", "text_field"}:
+            return _text_column(named) if named else _text_column(columns)
+        return named[0] if named else _text_column(columns)
+    if kind == "integer" or kind == "number":
+        low = schema.get("exclusiveMinimum", schema.get("minimum", 0))
+        return max(int(low) + 1, min(int(schema.get("maximum", 256)), 256))
+    if kind == "boolean":
+        return False
+    if kind == "array":
+        items = schema.get("items", {})
+        if items.get("type") == "string" or not items:
+            return named[:2] or columns[:1]
+        item = _value_for(key, items, defs, goal, columns, named)
+        return [item]
+    if kind == "object":
+        inner = {"type": "object", **schema}
+        if inner.get("properties"):
+            return _config_for({**inner, "$defs": defs}, goal, columns)
+        return {"type": "object", "properties": {"value": {"type": "string"}}}
+    return None
 
 
 def _capabilities(call: ModelCall) -> dict[str, str]:

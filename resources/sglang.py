@@ -60,6 +60,7 @@ from pydantic import Field, PrivateAttr
 from grammar_ops.failures import transient_status
 from grammar_ops.model import ModelCall, ModelError, ModelReply
 from grammar_ops.schemas import SchemaNotAllowed, build_validator
+from grammar_ops.tokens import count_tokens
 from resources.event_loop_thread import EventLoopThread
 from resources.model_errors import ModelAnswerError, ModelServerCheckError, ModelServerError
 from resources.model_usage import ModelUsage
@@ -894,6 +895,9 @@ class SGLangResource(dg.ConfigurableResource):
         results: list[ModelReply | ModelError] = []
         for call, call_id, item in zip(calls, call_ids, items, strict=True):
             raw, finish_reason, prompt_tokens, completion_tokens, cached_tokens = item
+            estimated = not (prompt_tokens or completion_tokens)
+            if estimated:  # the server reported no usage: count it with the tokenizer
+                prompt_tokens, completion_tokens = count_tokens(call.prompt), count_tokens(raw)
             if self.log_prompts:
                 logger.info("Model call %s answer: %s", call_id, raw)
             try:
@@ -903,7 +907,7 @@ class SGLangResource(dg.ConfigurableResource):
                 exc.url, exc.retries, exc.last_response = where, attempt, raw
                 # The unusable answer still took tokens: usage and budgets count them.
                 exc.prompt_tokens, exc.completion_tokens = prompt_tokens, completion_tokens
-                exc.cached_tokens = cached_tokens
+                exc.cached_tokens, exc.estimated = cached_tokens, estimated
                 exc.cost_usd = self.cost_usd(prompt_tokens, completion_tokens, cached_tokens)
                 results.append(exc)
                 continue
@@ -919,6 +923,7 @@ class SGLangResource(dg.ConfigurableResource):
                     finish_reason=finish_reason,
                     retries=attempt,
                     cost_usd=self.cost_usd(prompt_tokens, completion_tokens, cached_tokens),
+                    estimated=estimated,
                 )
             )
         return results

@@ -50,7 +50,7 @@ def call_models(
     replies: list[ModelReply] = []
     for index, result in enumerate(results):
         if isinstance(result, ModelError):
-            ctx.usage.record_failure()
+            ctx.usage.record_failure(result)
             failures.append((index, result))
         else:
             ctx.usage.record(result)

@@ -70,7 +70,10 @@ def planning_ops(frame: Frame, step: FrameStep) -> PlanningOps:
 
 
 def wire_planning(ops: PlanningOps, upstream: dict[str, Any]) -> Any:
-    """plan -> level 1 -> (fan-out -> level k)* -> collect, per phase; then the result op."""
+    """plan -> level 1 -> (fan-out -> level k)* -> collect, per phase; then the result op.
+
+    Phases after one that answered done, or stopped, are skipped: none of their ops start.
+    """
     previous = None
     phases = []
     for index, plan_op in enumerate(ops.plans):
@@ -81,12 +84,18 @@ def wire_planning(ops: PlanningOps, upstream: dict[str, Any]) -> Any:
         levels = ops.levels[index]
         done = planned.level.map(lambda task, op=levels[0]: op(task=task)).collect()
         progress = planned.progress
+        closers = []
         for depth, fanout in enumerate(ops.fanouts[index], start=2):
             released = fanout(plan=planned.plan, progress=progress, done_level=done)
+            closers.append(released)
             progress = released.progress
             done = released.level.map(lambda task, op=levels[depth - 1]: op(task=task)).collect()
-        previous = ops.collects[index](plan=planned.plan, progress=progress, done_level=done)
-        phases.append(previous)
+        closers.append(ops.collects[index](plan=planned.plan, progress=progress, done_level=done))
+        # A phase closes at its plan op (nothing to run), at the first fan-out with nothing
+        # deeper to release (or a spent budget), or at its collect; later fan-outs, and the
+        # next phase unless the closer says `next` (not done, not stopped), start no ops.
+        phases.extend([planned.closed, *(closer.phase for closer in closers)])
+        previous = [closer.next for closer in closers]
     return ops.result(phases=phases)
 
 

@@ -5,6 +5,9 @@ One lookup, as Dagster's project examples pick a real or local client per enviro
 unset binds `OfflineModel`, which runs templates deterministically without any model server.
 The URL, model and API key are the deployment's: `build_defs` binds these resources with
 `fixed_by_deployment`, so no run config can change them.
+The deployment's prices (`MARIGOLD_SGLANG_PRICE_*`, see `resources.pricing`) are bound per
+resource key here, at definitions load, not as resource config a launch could override; the
+offline model is bound at $0.00.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from collections.abc import Iterable, Mapping
 from dagster import ConfigurableResource, EnvVar
 
 from resources.offline_model import OfflineModel
+from resources.pricing import FREE, bind_prices, prices_from_environment
 from resources.sglang import SGLangResource
 
 SGLANG_URL_ENV = "MARIGOLD_SGLANG_URL"
@@ -41,7 +45,9 @@ def model_resources(
     bound: dict[str, ConfigurableResource] = {}
     server = environ.get(SERVER_KIND_ENV, "").strip() or "sglang"
     batch_size = int(environ.get(SGLANG_BATCH_SIZE_ENV) or DEFAULT_BATCH_SIZE)
+    prices = prices_from_environment(environ) if url else FREE
     for key in sorted(set(keys)):
+        bind_prices(key, prices)
         if url:
             bound[key] = SGLangResource(
                 base_url=url,

@@ -29,8 +29,11 @@ from marigold_dagster import keys
 from marigold_dagster.artifacts import StepValue
 from marigold_dagster.jobs.step_ops import op_tags
 from marigold_dagster.keys import (
+    CLOSED,
     DONE,
     LEVEL,
+    NEXT,
+    PHASE,
     PHASES,
     PLAN,
     PREVIOUS,
@@ -69,15 +72,16 @@ def build_plan_op(frame: Frame, step: FrameStep, phase: int) -> OpDefinition:
 
     ins = {name: In(StepValue) for name in deps}
     if phase > 1:
-        ins[PREVIOUS] = In(PhaseResult)
+        ins[PREVIOUS] = In(list)  # fan-in: from whichever op closed the phase before
     return OpDefinition(
         compute_fn=compute,
         name=plan_op_name(step.name, phase),
         ins=ins,
         outs={
-            PLAN: Out(PlanRecord),
-            PROGRESS: Out(PlanProgress),
-            LEVEL: DynamicOut(PlannedTask),
+            PLAN: Out(PlanRecord, is_required=False),
+            PROGRESS: Out(PlanProgress, is_required=False),
+            LEVEL: DynamicOut(PlannedTask, is_required=False),
+            CLOSED: Out(PhaseResult, is_required=False),
         },
         description=f"Plan phase {phase} of '{step.name}': {spec.goal[:120]}",
         required_resource_keys={planner_key},
@@ -117,7 +121,12 @@ def build_fanout_op(frame: Frame, step: FrameStep, phase: int, depth: int) -> Op
         compute_fn=compute,
         name=fanout_op_name(step.name, phase, depth),
         ins={PLAN: In(PlanRecord), PROGRESS: In(PlanProgress), DONE: In(list)},
-        outs={PROGRESS: Out(PlanProgress), LEVEL: DynamicOut(PlannedTask)},
+        outs={
+            PROGRESS: Out(PlanProgress, is_required=False),
+            LEVEL: DynamicOut(PlannedTask, is_required=False),
+            PHASE: Out(PhaseResult, is_required=False),
+            NEXT: Out(PhaseResult, is_required=False),
+        },
         description=f"Release the depth-{depth} planned steps of phase {phase} of '{step.name}'",
         tags=op_tags(frame, step),
     )
@@ -133,7 +142,7 @@ def build_collect_op(frame: Frame, step: FrameStep, phase: int) -> OpDefinition:
         compute_fn=compute,
         name=collect_op_name(step.name, phase),
         ins={PLAN: In(PlanRecord), PROGRESS: In(PlanProgress), DONE: In(list)},
-        outs={RESULT: Out(PhaseResult)},
+        outs={PHASE: Out(PhaseResult), NEXT: Out(PhaseResult, is_required=False)},
         description=f"Collect phase {phase} of '{step.name}'",
         tags=op_tags(frame, step),
     )

@@ -268,6 +268,16 @@ _CODES: dict[str, tuple[str, str, str]] = {
         "The plan's estimate passes the task's budget.",
         "Plan fewer or cheaper steps.",
     ),
+    "TOO_MANY_CHILDREN": (
+        PLAN,
+        "More planned steps depend directly on one step than planning.max_children.",
+        "Chain some of them after another step, or merge them.",
+    ),
+    "OUTPUT_CONTRACT": (
+        PLAN,
+        "A terminal step's rows lack a column the planning step's result must have.",
+        "End the plan with steps that produce the missing columns.",
+    ),
     # the MCP tools' own
     "NOT_FOUND": (
         TOOL,

@@ -7,7 +7,7 @@ planner call counts as one planning phase.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,8 +86,40 @@ class BudgetStatus:
         )
 
 
+# A per-row call's own words around the row's text (the primitive's instructions, labels).
+INSTRUCTION_TOKENS = 40
+# What a constrained answer takes: per JSON property asked for, and for one label.
+TOKENS_PER_PROPERTY = 10
+LABEL_TOKENS = 4
+
+
 def estimated_answer_tokens(configs: Iterable[dict[str, Any]]) -> int:
-    """The answer bound a model-calling config sets (`max_tokens`), or a default."""
+    """Tokens a model-calling config's answers take: a few per schema property or label, else
+    the answer bound it sets (`max_tokens`), or a default."""
+    configs = list(configs)
+    bound = _answer_bound(configs)
+    for config in configs:
+        schema = config.get("json_schema") or config.get("schema")
+        if isinstance(schema, dict) and isinstance(schema.get("properties"), dict):
+            return min(bound, 4 + TOKENS_PER_PROPERTY * len(schema["properties"]))
+        if config.get("labels") or config.get("choices"):
+            return min(bound, LABEL_TOKENS)
+    return bound
+
+
+def estimated_prompt_tokens(
+    config: dict[str, Any], sample: Sequence[Mapping[str, Any]] | None, count: Any
+) -> int:
+    """Prompt tokens of one per-row call: its instructions plus the average text of `field` in
+    the sample of rows it will see (counted with `count`), or a default without a sample."""
+    field = config.get("field")
+    if not sample or not isinstance(field, str):
+        return ESTIMATED_PROMPT_TOKENS
+    texts = [str(row.get(field) or "") for row in sample]
+    return INSTRUCTION_TOKENS + round(sum(count(text) for text in texts) / len(texts))
+
+
+def _answer_bound(configs: list[dict[str, Any]]) -> int:
     for config in configs:
         for key in ("max_tokens", "max_new_tokens"):
             value = config.get(key)
@@ -96,6 +128,8 @@ def estimated_answer_tokens(configs: Iterable[dict[str, Any]]) -> int:
     return DEFAULT_ANSWER_TOKENS
 
 
-def estimate_model_tokens(calls: int, answer_tokens: int) -> int:
+def estimate_model_tokens(
+    calls: int, answer_tokens: int, prompt_tokens: int = ESTIMATED_PROMPT_TOKENS
+) -> int:
     """Tokens `calls` model calls are expected to use, prompts included."""
-    return calls * (ESTIMATED_PROMPT_TOKENS + answer_tokens)
+    return calls * (prompt_tokens + answer_tokens)

@@ -45,6 +45,8 @@ class PlanAttempt:
     prompt_tokens: int = 0
     cached_tokens: int = 0
     completion_tokens: int = 0
+    cost_usd: float = 0.0
+    estimated: bool = False
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -55,6 +57,8 @@ class PlanAttempt:
             "prompt_tokens": self.prompt_tokens,
             "cached_tokens": self.cached_tokens,
             "completion_tokens": self.completion_tokens,
+            "cost_usd": round(self.cost_usd, 6),
+            "tokens_estimated": self.estimated,
             "latency_s": round(self.latency_s, 4),
             "findings": [str(finding) for finding in self.findings],
             "answer": self.answer,
@@ -127,14 +131,17 @@ def plan_fragment(model: ModelClient, request: PlanRequest) -> PlanOutcome:
             json_schema=schema,
             subject=request.goal,
             choice_descriptions=descriptions,
+            choice_schemas=_config_schemas(request.scope.catalog, request.scope.presets),
+            columns=_columns(request.scope.samples),
         )
         started = time.perf_counter()
         try:
             reply = model.complete(call)
         except ModelError as error:
+            outcome.usage.record_failure(error)  # an unusable answer still spent its tokens
             if error.retryable:  # the call failed, not the plan: the step's `retry:` applies
+                error.outcome = outcome  # type: ignore[attr-defined]  # what was spent so far
                 raise
-            outcome.usage.record_failure()
             answer = _parsed(error.last_response)
             if answer is None:  # no answer to diagnose: down, timed out, truncated, not JSON
                 findings: Sequence[Finding] = [
@@ -142,7 +149,9 @@ def plan_fragment(model: ModelClient, request: PlanRequest) -> PlanOutcome:
                 ]
             else:  # JSON that broke the schema: say exactly how, as validation would
                 findings = validate_fragment(answer, request.scope).findings
-            outcome.attempts.append(_attempt(number, prompt, answer, tuple(findings), started))
+            outcome.attempts.append(
+                _attempt(number, prompt, answer, tuple(findings), started, reply=error)
+            )
             failures.append(findings)
             continue
         outcome.usage.record(reply)
@@ -178,7 +187,7 @@ def _digest_results(
         return
     for name, result in zip(calls, model.complete_many(list(calls.values())), strict=True):
         if isinstance(result, ModelError):
-            outcome.usage.record_failure()
+            outcome.usage.record_failure(result)
             outcome.digest_failures[name] = str(result)
         else:
             outcome.usage.record(result)
@@ -207,6 +216,8 @@ def _attempt(
         prompt_tokens=getattr(reply, "prompt_tokens", 0),
         cached_tokens=getattr(reply, "cached_tokens", 0),
         completion_tokens=getattr(reply, "completion_tokens", 0),
+        cost_usd=getattr(reply, "cost_usd", 0.0),
+        estimated=getattr(reply, "estimated", False),
     )
 
 
@@ -225,6 +236,32 @@ def _with_planner_usage(scope: PlanningScope, usage: UsageMeter) -> PlanningScop
         return scope
     spent = BudgetUse(tokens=usage.prompt_tokens + usage.completion_tokens, cost_usd=usage.cost_usd)
     return replace(scope, budget=BudgetStatus(scope.budget.budget, scope.budget.used.plus(spent)))
+
+
+def _config_schemas(catalog: Catalog, presets: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each allowed capability's configuration schema, less the keys the template pinned."""
+    schemas = {}
+    for name, pinned in presets.items():
+        entry = catalog.primitives.get(name) or catalog.patterns.get(name)
+        config = getattr(entry, "Config", None)
+        if config is None:
+            continue
+        schema = dict(config.model_json_schema(by_alias=True))
+        schema["properties"] = {
+            k: v for k, v in schema.get("properties", {}).items() if k not in pinned
+        }
+        schema["required"] = [k for k in schema.get("required", []) if k not in pinned]
+        schemas[name] = schema
+    return schemas
+
+
+def _columns(samples: Mapping[str, Sequence[Mapping[str, Any]]]) -> tuple[str, ...]:
+    """The columns of the results the planner sees, in order of first appearance."""
+    columns: dict[str, None] = {}
+    for rows in samples.values():
+        if rows:
+            columns.update(dict.fromkeys(str(key) for key in rows[0]))
+    return tuple(columns)
 
 
 def _descriptions(catalog: Catalog, presets: Mapping[str, Any]) -> dict[str, str]:

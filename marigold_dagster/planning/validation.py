@@ -5,7 +5,8 @@ schema (`SCHEMA`), capability references (`UNKNOWN_CAPABILITY`, `NOT_ALLOWED`,
 `COMPOSITION_NOT_ALLOWED`), compositions and configs (`INVALID_CONFIG`, `KIND_MISMATCH`, ...),
 the frame (`FRAME_VIOLATION`: template step names, convergence or branching keys), ids
 (`INVALID_ID`, `DUPLICATE_ID`), input references (`DANGLING_REFERENCE`), acyclicity (`CYCLE`),
-bounds (`TOO_MANY_STEPS`, `TOO_DEEP`, `OVER_BUDGET`) and `EMPTY_NOT_DONE`. A fragment is
+bounds (`TOO_MANY_STEPS`, `TOO_DEEP`, `OVER_FANOUT`, `TOO_MANY_CHILDREN`, `OVER_BUDGET`),
+the output contract (`OUTPUT_CONTRACT`) and `EMPTY_NOT_DONE`. A fragment is
 accepted only when there are no findings at all.
 """
 
@@ -14,14 +15,16 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import jsonschema
 from pydantic import ValidationError
 
-from grammar_ops import Catalog, Composition, CompositionError, Finding, Kind
+from grammar_ops import Catalog, Composition, CompositionError, Finding, GrammarError, Kind
+from grammar_ops.primitives.transform import evaluate_per_row
+from grammar_ops.tokens import count_tokens
 from marigold_dagster.graphs import depths as graph_depths
 from marigold_dagster.graphs import find_cycle
 from marigold_dagster.planning.budget import (
@@ -29,6 +32,7 @@ from marigold_dagster.planning.budget import (
     BudgetUse,
     estimate_model_tokens,
     estimated_answer_tokens,
+    estimated_prompt_tokens,
 )
 from marigold_dagster.planning.fragment import (
     PLANNED_ID_PATTERN,
@@ -63,6 +67,13 @@ class PlanningScope:
         composable: primitives a dynamic composition may use.
         budget: the task budget as used so far, or None to skip budget checks.
         usd_per_token: the worker model's blended price, for cost estimates.
+        samples: rows of each result (up to a few hundred), so estimates see how many rows a
+            filter keeps and how long the texts a per-row model call reads are.
+        output_columns: the output contract: columns the rows of the plan's terminal steps
+            must have (checked on a fragment that is done, or of the last phase).
+        last_phase: whether no phase can follow this one.
+        max_children: the most planned steps that may depend directly on any one step (a
+            planned step or a result; a step without depends_on depends on `primary`).
     """
 
     step: str
@@ -78,6 +89,10 @@ class PlanningScope:
     composable: frozenset[str] = frozenset()
     budget: BudgetStatus | None = None
     usd_per_token: float = 0.0
+    max_children: int | None = None
+    samples: Mapping[str, Sequence[Mapping[str, Any]]] = field(default_factory=dict)
+    output_columns: tuple[str, ...] = ()
+    last_phase: bool = True
 
     def json_schema(self) -> dict[str, Any]:
         return fragment_json_schema(
@@ -215,7 +230,10 @@ def _validate(answer: Any, scope: PlanningScope) -> Verdict:
                 f"{scope.max_fanout}; chain or merge steps",
             )
         )
+    _check_children(fragment, scope, findings)
     validated = _check_steps(fragment, scope, depths, findings)
+    if not findings and (fragment.done or scope.last_phase):
+        _check_output(fragment, scope, validated, findings)
     if findings:
         return verdict
     estimate = BudgetUse(
@@ -456,6 +474,27 @@ def _check_references(
     return depths
 
 
+def _check_children(fragment: Fragment, scope: PlanningScope, findings: list[Finding]) -> None:
+    """`TOO_MANY_CHILDREN`: more planned steps depend directly on one step than allowed."""
+    if scope.max_children is None:
+        return
+    children: Counter[str] = Counter()
+    for step in fragment.steps:
+        parents = step.depends_on or ([scope.primary] if scope.primary else [])
+        children.update(dict.fromkeys(parents, 1))
+    for parent, count in sorted(children.items()):
+        if count > scope.max_children:
+            findings.append(
+                Finding(
+                    "TOO_MANY_CHILDREN",
+                    "steps",
+                    f"{count} planned steps depend directly on '{parent}', but this planning "
+                    f"step allows at most {scope.max_children} per step; chain some of them "
+                    "after another step, or merge them into fewer steps",
+                )
+            )
+
+
 def _available(scope: PlanningScope, ids: set[str]) -> str:
     """The results a planned step may depend on, at most `MAX_LISTED_NAMES` of them."""
     names = sorted(set(scope.results) | ids)
@@ -474,6 +513,7 @@ def _check_steps(
         return []
     kinds: dict[str, Kind] = {name: kind for name, (kind, _) in scope.results.items()}
     rows: dict[str, int | None] = {name: count for name, (_, count) in scope.results.items()}
+    samples: dict[str, Sequence[Mapping[str, Any]] | None] = dict(scope.samples)
     specs = {step.id: step for step in fragment.steps}
     positions: dict[str, int] = {}
     for position, step in enumerate(fragment.steps):
@@ -491,14 +531,20 @@ def _check_steps(
         output_kind = composition.output_kind(input_kind)
         kinds[step_id] = output_kind
         calls = rows.get(source) if source else None
-        rows[step_id] = calls
+        sample = samples.get(source) if source else None
         tokens = 0
         for composed in composition.steps:
+            settings = composed.config.model_dump(by_alias=True)
+            if composed.primitive.name == "transform.filter" and sample:
+                calls, sample = _filtered(settings.get("where"), calls, sample)
             if composed.primitive.model_role(composed.config) is None:
                 continue
             per_row = composed.primitive.model_calls == "per_row"
-            answer = estimated_answer_tokens([composed.config.model_dump()])
-            tokens += estimate_model_tokens((calls or 1) if per_row else 1, answer)
+            answer = estimated_answer_tokens([settings])
+            prompt = estimated_prompt_tokens(settings, sample if per_row else None, count_tokens)
+            tokens += estimate_model_tokens((calls or 1) if per_row else 1, answer, prompt)
+        rows[step_id] = calls
+        samples[step_id] = sample
         validated.append(
             ValidatedStep(
                 id=step_id,
@@ -515,6 +561,115 @@ def _check_steps(
             )
         )
     return validated
+
+
+def _filtered(
+    where: Any, rows: int | None, sample: Sequence[Mapping[str, Any]]
+) -> tuple[int | None, Sequence[Mapping[str, Any]]]:
+    """Rows a filter keeps, scaled from the share of the sample it keeps, and those rows."""
+    if not isinstance(where, str):
+        return rows, sample
+    try:
+        keep = evaluate_per_row(where, [dict(row) for row in sample], "transform.filter")
+    except (GrammarError, ValueError, TypeError):
+        return rows, sample
+    kept = [row for row, passed in zip(sample, keep, strict=True) if passed]
+    if rows is None:
+        return None, kept
+    return round(rows * len(kept) / len(sample)), kept
+
+
+# Primitives whose rows keep the columns they were given.
+KEEPS_COLUMNS = {"transform.filter", "validate.json_schema", "validate.rules", "assert.condition"}
+
+
+def columns_after(composition: Composition, columns: set[str] | None) -> set[str] | None:
+    """The columns `composition` produces from rows with `columns`, through the primitives'
+    output contracts; None where a primitive's columns are not known here."""
+    for composed in composition.steps:
+        if columns is None:
+            return None
+        name = composed.primitive.name
+        config = composed.config.model_dump(by_alias=True)
+        if name in KEEPS_COLUMNS:
+            continue
+        if name == "transform.select":
+            columns = set(config["fields"])
+        elif name == "transform.rename":
+            columns = {config["fields"].get(column, column) for column in columns}
+        elif name == "transform.derive":
+            columns = columns | set(config["fields"])
+        elif name == "aggregate.count":
+            columns = set(config["by"]) | {config["output_field"]}
+        elif name == "aggregate.group":
+            columns = set(config["by"]) | {metric["name"] for metric in config["metrics"]}
+        elif name == "llm.classify":
+            columns = columns | {config["output_field"]}
+        elif name == "llm.extract":
+            properties = config["schema"].get("properties", {})
+            columns = columns | {config.get("prefix", "") + str(p) for p in properties}
+        else:
+            return None
+    return columns
+
+
+def columns_read(composition: Composition) -> set[str]:
+    """The columns a composition reads from its input rows, where its first primitive's
+    configuration names them (`field`, `by`, `on`, selected, renamed or aggregated fields)."""
+    if not composition.steps:
+        return set()
+    first = composition.steps[0]
+    name, settings = first.primitive.name, first.config.model_dump(by_alias=True)
+    read: set[str] = set()
+    if isinstance(settings.get("field"), str):
+        read.add(settings["field"])
+    for key in ("by", "on"):
+        value = settings.get(key)
+        if isinstance(value, list):
+            read |= {str(v) for v in value}
+    if name in ("transform.select", "transform.rename"):
+        read |= {str(v) for v in settings["fields"]}
+    if name == "aggregate.group":
+        read |= {str(metric["field"]) for metric in settings["metrics"]}
+    return read
+
+
+def _check_output(
+    fragment: Fragment,
+    scope: PlanningScope,
+    validated: list[ValidatedStep],
+    findings: list[Finding],
+) -> None:
+    """`OUTPUT_CONTRACT`: a terminal step whose rows would lack a column the contract needs."""
+    if not scope.output_columns or not validated:
+        return
+    needed = set(scope.output_columns) - {"planned_step"}  # the planning step adds it
+    columns: dict[str, set[str] | None] = {
+        name: set(rows[0]) if rows else None for name, rows in scope.samples.items()
+    }
+    consumed = {dep for step in fragment.steps for dep in step.depends_on}
+    for step in validated:  # in depth order: dependencies first
+        source = step.depends_on[0] if step.depends_on else scope.primary
+        columns[step.id] = columns_after(step.composition, columns.get(source) if source else None)
+    for step in validated:
+        produced = columns[step.id]
+        if step.id in consumed or produced is None:
+            continue
+        missing = sorted(needed - produced)
+        if missing:
+            findings.append(
+                Finding(
+                    "OUTPUT_CONTRACT",
+                    f"steps.{_position(fragment, step.id)}",
+                    f"'{step.id}' ends the plan, but its rows would lack {missing} (it produces "
+                    f"{sorted(produced)}); the planning step's result must have "
+                    f"{sorted(needed)}: end the plan with steps that produce them",
+                )
+            )
+
+
+def _position(fragment: Fragment, step_id: str) -> int:
+    return next(i for i, step in enumerate(fragment.steps) if step.id == step_id)
 
 
 def _composition(

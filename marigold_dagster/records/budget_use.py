@@ -34,13 +34,20 @@ def budget_use(instance: DagsterInstance, run_id: str) -> BudgetUse:
     steps = phases = tokens = 0
     cost = 0.0
     counted: set[tuple[str | None, str]] = set()
-    types = (DagsterEventType.STEP_OUTPUT, DagsterEventType.STEP_FAILURE)
+    types = (
+        DagsterEventType.STEP_OUTPUT,
+        DagsterEventType.STEP_FAILURE,
+        DagsterEventType.ASSET_OBSERVATION,  # tokens a step spent before it was retried
+    )
     for entry in instance.all_logs(run_id, of_type=set(types)):
         event = entry.dagster_event
         if event is None:
             continue
         if event.event_type is DagsterEventType.STEP_OUTPUT:
             metadata = event.step_output_data.metadata
+        elif event.event_type is DagsterEventType.ASSET_OBSERVATION:
+            observed = event.asset_observation_data.asset_observation.metadata
+            metadata = observed if keys.SPENT_BEFORE_RETRY_KEY in observed else {}
         else:
             failure = event.step_failure_data.user_failure_data if event.step_failure_data else None
             metadata = failure.metadata if failure else {}

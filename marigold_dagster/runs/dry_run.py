@@ -28,6 +28,7 @@ from marigold_dagster.runtime.planned import PlanProgress, plan_request
 from marigold_dagster.template.frame import Frame, FrameStep
 from marigold_dagster.template.loader import load_template
 from marigold_dagster.template.model import StepKind
+from resources.pricing import priced_model
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,7 @@ def dry_run_planning(
         key = frame.template.models[step.planning.model]
         with build_resources(model_resources([key])) as resources:
             try:
-                outcome = plan_fragment(getattr(resources, key), request)
+                outcome = plan_fragment(priced_model(key, getattr(resources, key)), request)
                 accepted = True
             except PlanRejected as rejected:
                 outcome, accepted = rejected.outcome, False

@@ -32,6 +32,7 @@ from marigold_dagster import keys
 from marigold_dagster.artifacts import StepValue, artifacts_dir
 from marigold_dagster.keys import STEP_COUNT_KEY, StepStatus
 from marigold_dagster.template.frame import Frame, FrameStep
+from resources.pricing import priced_model
 
 PREVIEW_ROWS = 5
 
@@ -65,11 +66,16 @@ def primitive_context(
         step=name,
         upstream={name: upstream[name].load() for name in refs if name in upstream},
         template_inputs=dict(template_inputs),
-        models={role: getattr(context.resources, frame.template.models[role]) for role in roles},
+        models={role: _model(context, frame.template.models[role]) for role in roles},
         artifacts_dir=artifacts_dir(context.instance.storage_directory(), context.run_id),
         allowed_hosts=frozenset(frame.template.allowed_hosts),
         log=cast(Any, context.log),
     )
+
+
+def _model(context: OpExecutionContext, resource_key: str) -> Any:
+    """The model resource bound to `resource_key`, pricing its calls as the deployment says."""
+    return priced_model(resource_key, getattr(context.resources, resource_key))
 
 
 def run_composition(
@@ -215,8 +221,7 @@ def _table_preview(rows: list[dict[str, Any]]) -> TableMetadataValue:
     types = {column: _column_type(rows, column) for column in columns}
     return MetadataValue.table(
         records=[
-            TableRecord(data={column: _cell(row.get(column)) for column in columns})
-            for row in rows
+            TableRecord(data={column: _cell(row.get(column)) for column in columns}) for row in rows
         ],
         schema=TableSchema(columns=[TableColumn(column, types[column]) for column in columns]),
     )

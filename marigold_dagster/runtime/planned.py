@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -19,6 +20,7 @@ import pyarrow as pa
 from dagster import (
     AssetCheckEvaluation,
     AssetMaterialization,
+    AssetObservation,
     DynamicOutput,
     Failure,
     MetadataValue,
@@ -31,8 +33,11 @@ from marigold_dagster import keys
 from marigold_dagster.artifacts import StepValue, as_table, store_value
 from marigold_dagster.errors import PlanRejected
 from marigold_dagster.keys import (
+    CLOSED,
     DONE,
     LEVEL,
+    NEXT,
+    PHASE,
     PHASE_COUNT_KEY,
     PHASES,
     PLAN,
@@ -49,7 +54,7 @@ from marigold_dagster.keys import (
 )
 from marigold_dagster.planning.budget import BudgetStatus, BudgetUse
 from marigold_dagster.planning.planner import PlanOutcome, PlanRequest, plan_fragment
-from marigold_dagster.planning.validation import PlanningScope, ValidatedFragment
+from marigold_dagster.planning.validation import PlanningScope, ValidatedFragment, columns_read
 from marigold_dagster.records.budget_use import budget_metadata, budget_status, budget_use
 from marigold_dagster.runtime.composition import (
     output_summary,
@@ -59,8 +64,10 @@ from marigold_dagster.runtime.composition import (
 )
 from marigold_dagster.runtime.outputs import run_artifacts_dir, step_failure
 from marigold_dagster.template.frame import Frame, FrameStep
+from resources.pricing import bound_prices, priced_model
 
 MAX_REASONING_METADATA = 500
+ESTIMATE_SAMPLE_ROWS = 500
 
 
 @dataclass(frozen=True)
@@ -147,16 +154,20 @@ def planning_scope(
     step: FrameStep,
     progress: PlanProgress,
     budget: BudgetStatus | None,
+    phase: int = 1,
 ) -> PlanningScope:
     spec = step.planning
     presets = spec.presets()
     composable = frozenset(name for name in presets if name in frame.catalog.primitives)
     results: dict[str, tuple[Kind, int | None]] = {}
+    samples: dict[str, list[dict[str, Any]]] = {}
     for name, value in progress.inputs.items():
         results[name] = (value.kind, value.rows)
+        samples[name] = _sample(value)
     for name, planned in progress.planned.items():
         if planned.value is not None:
             results[name] = (planned.value.kind, planned.value.rows)
+            samples[name] = _sample(planned.value)
     return PlanningScope(
         step=step.name,
         template_steps=frozenset(frame.steps),
@@ -170,7 +181,41 @@ def planning_scope(
         allow_dynamic_composition=spec.allow_dynamic_composition,
         composable=composable if spec.allow_dynamic_composition else frozenset(),
         budget=budget,
+        max_children=spec.max_children,
+        output_columns=output_contract(frame, step),
+        last_phase=phase >= spec.max_phases,
+        samples={name: rows for name, rows in samples.items() if rows},
+        usd_per_token=max(bound_prices(key).per_token() for key in frame.template.models.values()),
     )
+
+
+def output_contract(frame: Frame, step: FrameStep) -> tuple[str, ...]:
+    """The columns the planning step's result must have: `planning.output.columns`, else
+    those the template's next steps read from it (known from their configuration)."""
+    spec = step.planning
+    if spec.output is not None:
+        return tuple(spec.output.columns)
+    needed: dict[str, None] = {}
+    for other in frame.steps.values():
+        reads_it = other.step.depends_on[:1] == [step.name]
+        if reads_it and other.kind.value in ("task", "batch") and other.composition:
+            needed.update(dict.fromkeys(sorted(columns_read(other.composition))))
+        joins = getattr(other.step, "combine", None) == "join"
+        if joins and step.name in other.step.depends_on:  # a converge joining on its keys
+            needed.update(dict.fromkeys(getattr(other.step, "keys", [])))
+    return tuple(needed)
+
+
+def _sample(value: StepValue) -> list[dict[str, Any]]:
+    """The first rows of a result, for the plan's estimates (none for a non-table)."""
+    if value.kind not in (Kind.TABLE, Kind.RECORDS):
+        return []
+    loaded = value.load()
+    if isinstance(loaded, pa.Table):
+        return loaded.slice(0, ESTIMATE_SAMPLE_ROWS).to_pylist()
+    if isinstance(loaded, list):
+        return [row for row in loaded[:ESTIMATE_SAMPLE_ROWS] if isinstance(row, dict)]
+    return []
 
 
 def plan_request(
@@ -184,7 +229,7 @@ def plan_request(
     return PlanRequest(
         step=step.name,
         goal=spec.goal,
-        scope=planning_scope(frame, step, progress, status),
+        scope=planning_scope(frame, step, progress, status, phase),
         results=results,
         budget=status,
         max_attempts=spec.max_attempts,
@@ -212,6 +257,18 @@ def _record(step: str, phase: int, fragment: ValidatedFragment, answer: Any) -> 
     )
     return PlanRecord(
         step, phase, f"{step}-p{phase}-{digest[:12]}", fragment.reasoning, fragment.done, steps
+    )
+
+
+def _budget_stop(outcome: PlanOutcome, phase: int) -> str | None:
+    """Why planning stops gracefully: the last answer only failed to fit the budget."""
+    findings = outcome.attempts[-1].findings if outcome.attempts else ()
+    over = [f for f in findings if f.code == "OVER_BUDGET"]
+    if not over:
+        return None
+    ceilings = [m.group(1) for f in over if (m := re.search(r"past (.+?); ", f.message))]
+    return f"budget ceiling reached: the plan of phase {phase} would not fit: " + (
+        ", ".join(dict.fromkeys(ceilings)) or over[0].message
     )
 
 
@@ -325,48 +382,71 @@ def plan_phase(
     upstream = {name: inputs[name] for name in deps}
     primary = deps[0] if deps else None
     progress = PlanProgress(dict(upstream), primary)
-    previous: PhaseResult | None = inputs.get(PREVIOUS)
+    # The phase before hands over from whichever of its ops closed it (one, or none at all).
+    previous: PhaseResult | None = next(iter(inputs.get(PREVIOUS) or []), None)
     if previous is not None:
         progress = PlanProgress(dict(upstream), primary, dict(previous.progress.planned), "")
-        if previous.finished:
-            record = PlanRecord(
-                step.name,
-                phase,
-                "",
-                "",
-                True,
-                stopped=previous.plan.stopped or previous.progress.stopped,
-            )
-            yield Output(
-                record,
-                PLAN,
-                metadata={
-                    keys.PLANNING_KEY: "not needed: "
-                    + (
-                        "the planner answered done"
-                        if previous.plan.done
-                        else previous.plan.stopped or previous.progress.stopped
-                    )
-                },
-            )
-            yield Output(progress, PROGRESS)
-            return
     status = budget_status(context.instance, context.run_id, frame.template.budget)
     reason = status.ceiling_reached(BudgetUse(phases=1))
     if reason:
         context.log.warning(f"planning step '{step.name}' phase {phase} not planned: {reason}")
         record = PlanRecord(step.name, phase, "", "", False, stopped=reason)
-        yield Output(record, PLAN, metadata={keys.PLANNING_KEY: reason, **budget_metadata(status)})
-        yield Output(replace(progress, stopped=reason), PROGRESS)
+        yield Output(
+            PhaseResult(phase, record, replace(progress, stopped=reason)),
+            CLOSED,
+            metadata={
+                keys.PLANNING_KEY: reason,
+                keys.STOPPED_KEY: reason,
+                **budget_metadata(status),
+            },
+        )
         return
     request = plan_request(frame, step, progress, status, phase)
-    model = getattr(context.resources, planner_key)
+    model = priced_model(planner_key, getattr(context.resources, planner_key))
     try:
         outcome = plan_fragment(model, request)
     except ModelError as error:  # the planner call itself failed: retried under `retry:`
+        spent = getattr(error, "outcome", None)
+        if spent is not None and spent.usage.requests:  # counted now, not lost to the retry
+            yield AssetObservation(
+                asset_key=plan_asset_key(frame.name, step.name),
+                description=f"tokens the failed planner call of phase {phase} spent",
+                metadata={
+                    keys.SPENT_BEFORE_RETRY_KEY: True,
+                    **_attempts_metadata(spent),
+                    **spent.usage.as_metadata(),
+                },
+            )
         raise step_failure(step, error, what=f"the planner call of '{step.name}'") from error
     except PlanRejected as rejected:
         yield _validation_check(frame, step, rejected.outcome, passed=False)
+        yield AssetMaterialization(
+            asset_key=plan_asset_key(frame.name, step.name),
+            description=f"no plan accepted in phase {phase}",
+            metadata={
+                keys.PLANNING_PHASE_KEY: phase,
+                **_attempts_metadata(rejected.outcome),
+                **rejected.outcome.usage.as_metadata(),
+            },
+        )
+        stop = _budget_stop(rejected.outcome, phase) if spec.on_budget == "stop" else None
+        if stop:
+            context.log.warning(f"planning step '{step.name}' stops: {stop}")
+            record = PlanRecord(step.name, phase, "", "", False, stopped=stop)
+            yield Output(
+                PhaseResult(phase, record, replace(progress, stopped=stop)),
+                CLOSED,
+                metadata={
+                    keys.PLANNING_KEY: stop,
+                    keys.STOPPED_KEY: stop,
+                    PHASE_COUNT_KEY: 1,
+                    **_attempts_metadata(rejected.outcome),
+                    **_digest_metadata(rejected.outcome),
+                    **rejected.outcome.usage.as_metadata(),
+                    **budget_metadata(status),
+                },
+            )
+            return
         raise Failure(
             description=str(rejected),
             metadata={
@@ -412,6 +492,9 @@ def plan_phase(
         description=f"plan of phase {phase}: {fragment.reasoning[:200]}",
         metadata={k: v for k, v in metadata.items() if not k.startswith(keys.BUDGET_PREFIX)},
     )
+    if not record.steps:  # done, nothing to run: no level, fan-out or collect starts
+        yield Output(PhaseResult(phase, record, progress), CLOSED, metadata=metadata)
+        return
     yield Output(record, PLAN, metadata=metadata)
     yield Output(progress, PROGRESS)
     yield from _tasks(record, progress, depth=1)
@@ -498,19 +581,25 @@ def release_level(
     depth: int,
     inputs: Mapping[str, Any],
 ) -> Iterator[Any]:
-    """After level `depth - 1` finished: record its results and release level `depth`."""
+    """After level `depth - 1` finished: record its results and release level `depth`.
+
+    When the plan has no step of depth `depth` or more, or the budget is spent, this op closes
+    the phase instead (as `collect_phase` would), so no later fan-out or collect starts.
+    """
     plan: PlanRecord = inputs[PLAN]
     progress: PlanProgress = inputs[PROGRESS].with_level(list(inputs[DONE]))
+    pending = [s for s in plan.steps if s.depth >= depth]
+    if not pending:
+        yield from _close_phase(step, phase, plan, progress)
+        return
     status = budget_status(context.instance, context.run_id, frame.template.budget)
     reason = status.ceiling_reached()
-    pending = [s for s in plan.steps if s.depth >= depth]
-    if reason and pending:
+    if reason:
         context.log.warning(
             f"'{step.name}' stops creating work: {reason}; "
             f"{len(pending)} planned step(s) of depth {depth}+ not started"
         )
-        progress = replace(progress, stopped=reason)
-        yield Output(progress, PROGRESS, metadata={keys.STOPPED_KEY: reason})
+        yield from _close_phase(step, phase, plan, replace(progress, stopped=reason))
         return
     yield Output(progress, PROGRESS)
     yield from _tasks(plan, progress, depth)
@@ -523,14 +612,24 @@ def collect_phase(
     phase: int,
     inputs: Mapping[str, Any],
 ) -> Iterator[Output]:
-    """Close phase `phase`: every planned result of it, and whether planning should go on."""
+    """Close phase `phase` after its deepest level: every planned result of it."""
     plan: PlanRecord = inputs[PLAN]
     progress: PlanProgress = inputs[PROGRESS].with_level(list(inputs[DONE]))
+    yield from _close_phase(step, phase, plan, progress)
+
+
+def _close_phase(
+    step: FrameStep, phase: int, plan: PlanRecord, progress: PlanProgress
+) -> Iterator[Output]:
+    """The phase's result, and (as `next`) whether planning goes on: only then does the next
+    phase's plan op start."""
     result = PhaseResult(phase, plan, progress)
     ran = sum(1 for r in progress.planned.values() if r.status == StepStatus.SUCCEEDED)
+    if not result.finished and phase < step.planning.max_phases:
+        yield Output(result, NEXT)
     yield Output(
         result,
-        RESULT,
+        PHASE,
         metadata={
             keys.PLANNING_PHASE_KEY: phase,
             keys.PLANNED_STEPS_RUN_KEY: ran,
@@ -558,6 +657,20 @@ def planning_result(
         ),
         "",
     )
+    spec = step.planning
+    last = phases[-1] if phases else None
+    if (
+        not stopped
+        and spec.max_phases > 1
+        and last is not None
+        and last.phase == spec.max_phases
+        and last.plan.fragment_id
+        and not last.plan.done
+    ):
+        stopped = (
+            f"planning bound reached: max_phases ({spec.max_phases} of {spec.max_phases} "
+            "phases) without the planner answering done"
+        )
     used = budget_use(context.instance, context.run_id).plus(BudgetUse(steps=1))  # this step
     status = BudgetStatus(frame.template.budget, used)
     stored = store_value(context.op_handle.name, table, run_artifacts_dir(context))

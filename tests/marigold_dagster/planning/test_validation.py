@@ -482,6 +482,45 @@ def test_more_steps_at_one_depth_than_max_fanout_is_over_fanout():
     assert "chain or merge steps" in finding.message
 
 
+def test_more_children_of_one_step_than_max_children_is_too_many_children():
+    # Two children of `a` pass max_children 2; three of `load` (implicitly, by no depends_on)
+    # do not, whatever the width of the depth level.
+    answer = fragment(
+        step("a", "t.mark"),
+        step("b", "t.mark"),
+        step("c", "t.mark"),
+        step("a1", "t.mark", ["a"]),
+        step("a2", "t.mark", ["a"]),
+    )
+    finding = only(validate_fragment(answer, make_scope(max_children=2)), "TOO_MANY_CHILDREN")
+    assert finding.message.startswith(
+        "3 planned steps depend directly on 'load', but this planning step allows at most 2"
+    )
+    chained = fragment(
+        step("a", "t.mark"), step("a1", "t.mark", ["a"]), step("a2", "t.mark", ["a"])
+    )
+    assert validate_fragment(chained, make_scope(max_children=2)).accepted
+
+
+def test_a_plan_whose_terminal_step_lacks_a_contracted_column_is_output_contract():
+    scope = make_scope(
+        samples={"load": [{"id": 1, "trail": "load", "text": "a"}]},
+        output_columns=("trail", "count", "planned_step"),
+    )
+    counted = fragment(step("c", "aggregate.count", by=["trail"]))
+    assert validate_fragment(counted, scope).accepted
+    narrowed = fragment(
+        step("kept", "transform.filter"), step("ids", "transform.select", ["kept"], fields=["id"])
+    )
+    finding = only(validate_fragment(narrowed, scope), "OUTPUT_CONTRACT")
+    assert finding.location == "steps.1"
+    assert finding.message.startswith(
+        "'ids' ends the plan, but its rows would lack ['count', 'trail'] (it produces ['id'])"
+    )
+    later = make_scope(samples=scope.samples, output_columns=("count",), last_phase=False)
+    assert validate_fragment(narrowed, later).accepted, "a later phase may still add them"
+
+
 # ---------------------------------------------------------------------------------------------
 # Budget and emptiness
 
