@@ -49,6 +49,7 @@ CAPABILITY_KEY = "marigold/capability"
 CAPABILITY_TIER_KEY = "marigold/capability_tier"
 CHOSEN_KEY = "marigold/chosen"
 CHUNK_KEY = "marigold/chunk"
+WORKER_KEY = "marigold/worker"  # host:pid of the process that ran the step
 CHUNKS_KEY = "marigold/chunks"
 CHUNKS_CAUGHT_UP_KEY = "marigold/chunks_caught_up"
 CHUNKS_FAILED_KEY = "marigold/chunks_failed"

@@ -1,25 +1,71 @@
-"""The `marigold` command line: run, validate and inspect templates."""
+"""The `marigold` command line: run, validate and inspect templates.
+
+Dagster, pandas and the catalog load when a command needs them, not at start-up, so `marigold
+--help` (and a mistyped command) answers at once.
+"""
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 from pathlib import Path
 
 import click
-import pandas as pd
 
-from grammar_ops import standard_catalog
-from grammar_ops.capability_schema import render_capability_tier
 from marigold_dagster.errors import MarigoldError, TemplatesInvalid
-from marigold_dagster.jobs.triggers import check_triggers
-from marigold_dagster.mcp.command import mcp_command
-from marigold_dagster.records.lineage import lineage_command
-from marigold_dagster.records.run_history import runs_command
-from marigold_dagster.runs.dry_run import dry_run_planning
-from marigold_dagster.runs.gate_commands import EXIT_PAUSED, approve, reject, resume
-from marigold_dagster.runs.local_run import run_locally
-from marigold_dagster.template.loader import load_templates
+
+
+class _LazyGroup(click.Group):
+    """A group whose commands from other modules are imported when one of them is invoked."""
+
+    lazy: dict[str, tuple[str, str]] = {
+        # name: ("module:attribute", one-line help shown by --help)
+        "approve": (
+            "marigold_dagster.runs.gate_commands:approve",
+            "Approve gate STEP of paused run RUN_ID, then resume it.",
+        ),
+        "reject": (
+            "marigold_dagster.runs.gate_commands:reject",
+            "Reject gate STEP of paused run RUN_ID, then resume it.",
+        ),
+        "resume": (
+            "marigold_dagster.runs.gate_commands:resume",
+            "Re-execute failed run RUN_ID from failure (a gate acts on its recorded decision).",
+        ),
+        "lineage": (
+            "marigold_dagster.records.lineage:lineage_command",
+            "Print the chain of tasks CORRELATION_ID belongs to: each run's status, steps and use.",
+        ),
+        "runs": (
+            "marigold_dagster.records.run_history:runs_command",
+            "List recent template runs with their status, budget use and task (correlation) id.",
+        ),
+        "mcp": (
+            "marigold_dagster.mcp.command:mcp_command",
+            "Serve templates, runs and gates to agents over MCP (stdio, or streamable HTTP).",
+        ),
+    }
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy and cmd_name not in self.commands:
+            module, _, attribute = self.lazy[cmd_name][0].partition(":")
+            self.add_command(getattr(importlib.import_module(module), attribute), cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows: list[tuple[str, str]] = []
+        for name in self.list_commands(ctx):
+            if name in self.lazy:
+                rows.append((name, self.lazy[name][1]))
+            elif not self.commands[name].hidden:
+                rows.append((name, self.commands[name].get_short_help_str()))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
 
 DEFAULT_TEMPLATES = Path("templates")
 _templates_dir_option = click.option(
@@ -31,7 +77,7 @@ _templates_dir_option = click.option(
 )
 
 
-@click.group(help="Marigold on Dagster: YAML templates compiled into Dagster jobs.")
+@click.group(cls=_LazyGroup, help="Marigold on Dagster: YAML templates compiled into Dagster jobs.")
 def main() -> None:
     pass
 
@@ -72,6 +118,9 @@ def run(
     summary), 3 it is paused at a gate waiting for a decision (the command to approve it is
     printed).
     """
+    from marigold_dagster.runs.gate_commands import EXIT_PAUSED
+    from marigold_dagster.runs.local_run import run_locally
+
     try:
         outcome = run_locally(
             template,
@@ -125,6 +174,8 @@ def _table_preview(payload: object, rows: int = 12) -> str | None:
         path = payload.get("path")
     if not isinstance(path, str) or not path.endswith(".parquet") or not Path(path).is_file():
         return None
+    import pandas as pd
+
     frame = pd.read_parquet(path, dtype_backend="numpy_nullable")  # integers stay integers
     text = frame.head(rows).to_string(index=False, max_colwidth=48)
     more = f"\n... {len(frame) - rows} more rows" if len(frame) > rows else ""
@@ -147,6 +198,8 @@ def plan(
     """Plan TEMPLATE's planning step against real inputs, without executing the plan."""
     if not dry_run:
         _fail("only --dry-run is supported: `marigold run` executes plans")
+    from marigold_dagster.runs.dry_run import dry_run_planning
+
     try:
         outcome = dry_run_planning(template, templates_dir, step_name, _inputs(inputs))
     except (MarigoldError, TemplatesInvalid) as error:
@@ -174,6 +227,9 @@ def _inputs(items: tuple[str, ...]) -> dict[str, str]:
 @click.argument("templates_dir", type=click.Path(path_type=Path), default=DEFAULT_TEMPLATES)
 def validate(templates_dir: Path) -> None:
     """Check every template in TEMPLATES_DIR; print each problem with file:line and field."""
+    from marigold_dagster.jobs.triggers import check_triggers
+    from marigold_dagster.template.loader import load_templates
+
     try:
         frames = load_templates(templates_dir)
     except TemplatesInvalid as error:
@@ -205,6 +261,9 @@ def validate(templates_dir: Path) -> None:
 @click.argument("names", nargs=-1)
 def capabilities(tier: int, as_json: bool, names: tuple[str, ...]) -> None:
     """Print the capability schema (for NAMES, or the whole catalog) and its size in tokens."""
+    from grammar_ops import standard_catalog
+    from grammar_ops.capability_schema import render_capability_tier
+
     try:
         rendered = render_capability_tier(standard_catalog(), tier, names or None)
     except Exception as error:  # unknown names come back as a CompositionError
@@ -216,7 +275,3 @@ def capabilities(tier: int, as_json: bool, names: tuple[str, ...]) -> None:
         f"({rendered.tokenizer})",
         err=True,
     )
-
-
-for command in (approve, reject, resume, lineage_command, runs_command, mcp_command):
-    main.add_command(command)

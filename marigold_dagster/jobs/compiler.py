@@ -31,6 +31,8 @@ from dagster import (
 
 from marigold_dagster.jobs.batch_ops import build_chunk_op, build_merge_op, build_split_op
 from marigold_dagster.jobs.deployment_resources import fixed_resources
+from marigold_dagster.jobs.executors import CELERY_QUEUE_TAG, celery_queue, executor_name
+from marigold_dagster.jobs.executors import executor_def as build_executor_def
 from marigold_dagster.jobs.gate_ops import build_gate_op
 from marigold_dagster.jobs.model_binding import model_backend
 from marigold_dagster.jobs.planning_ops import (
@@ -108,15 +110,16 @@ def wire_planning(ops: PlanningOps, upstream: dict[str, Any]) -> Any:
     return ops.result(phases=phases)
 
 
-def _scoped(template: str, built: Any) -> Any:
+def _scoped(template: str, built: Any, queues: frozenset[str] | None = None) -> Any:
     """Op definitions renamed `<template>__<op>` and invoked under their own name.
 
     Dagster requires op definitions to have unique names across every job of a code location,
     and two templates may both have a step called `load`; the alias keeps step keys (and run
-    config under `ops:`) as the author wrote them.
+    config under `ops:`) as the author wrote them. With `queues` (the template's model resource
+    keys, for a Celery job) each invocation is tagged with its Celery queue.
     """
     if isinstance(built, OpDefinition):
-        return OpDefinition(
+        invoked = OpDefinition(
             name=f"{template}__{built.name}",
             ins={d.name: In.from_definition(d) for d in built.input_defs},
             outs={d.name: Out.from_definition(d) for d in built.output_defs},
@@ -128,11 +131,15 @@ def _scoped(template: str, built: Any) -> Any:
             retry_policy=built.retry_policy,
             pool=built.pool,
         ).alias(built.name)
+        if queues is not None:
+            queue = celery_queue(built.required_resource_keys & queues)
+            invoked = invoked.tag({CELERY_QUEUE_TAG: queue})
+        return invoked
     if isinstance(built, (list, tuple)):
-        return type(built)(_scoped(template, item) for item in built)
+        return type(built)(_scoped(template, item, queues) for item in built)
     if isinstance(built, PlanningOps):
         return PlanningOps(
-            **{f.name: _scoped(template, getattr(built, f.name)) for f in fields(built)}
+            **{f.name: _scoped(template, getattr(built, f.name), queues) for f in fields(built)}
         )
     raise TypeError(f"cannot scope {built!r}")
 
@@ -155,7 +162,15 @@ def compile_frame(
     resource_defs: Mapping[str, ResourceDefinition | Any] | None = None,
     executor_def: ExecutorDefinition | None = None,
 ) -> JobDefinition:
-    """The Dagster job for `frame`, named after the template."""
+    """The Dagster job for `frame`, named after the template.
+
+    Its executor is `executor_def` when given, else the one `executor_name` picks (the
+    template's `executor:`, the deployment's `MARIGOLD_EXECUTOR`, or in process).
+    """
+    executor = executor_name(frame.template.executor)
+    if executor_def is None:
+        executor_def = build_executor_def(executor)
+    queues = frozenset(frame.template.models.values()) if executor == "celery" else None
     builders = {
         StepKind.TASK: build_task_op,
         StepKind.DECISION: build_decision_op,
@@ -174,7 +189,7 @@ def compile_frame(
             )
         else:
             ops[step.name] = builders[step.kind](frame, step)
-    ops = {name: _scoped(frame.name, built) for name, built in ops.items()}
+    ops = {name: _scoped(frame.name, built, queues) for name, built in ops.items()}
 
     @graph(name=frame.name, description=frame.template.description or None)
     def template_graph() -> None:

@@ -6,7 +6,9 @@ Static steps, batch chunks and (later) planned steps all run their composition t
 
 from __future__ import annotations
 
+import os
 import signal
+import socket
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -118,6 +120,11 @@ def step_deadline(ctx: PrimitiveContext, timeout_s: float | None) -> Iterator[No
             signal.signal(signal.SIGALRM, previous)
 
 
+def worker_identity() -> str:
+    """`host:pid` of this process: where a step ran (a Celery worker, or the run's process)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
 def step_metadata(
     context: OpExecutionContext,
     step: FrameStep,
@@ -137,6 +144,7 @@ def step_metadata(
         keys.STATUS_KEY: status.value,  # Dagster serialises plain strings, not enums
         keys.CREATED_BY_KEY: "template",
         keys.ATTEMPT_KEY: context.retry_number + 1,
+        keys.WORKER_KEY: worker_identity(),
     }
     if counts_as_step:
         metadata[STEP_COUNT_KEY] = 1

@@ -441,6 +441,13 @@ class Template(_Strict):
         "and gate steps) or `every_step` (one more event per step on the instance).",
     )
     tags: dict[str, str] = Field(default_factory=dict)
+    executor: Literal["in_process", "multiprocess", "celery"] | None = Field(
+        None,
+        description="How the job's steps run: `in_process` (one process per run; model-bound "
+        "steps get their concurrency from the model resource), `multiprocess` (one process per "
+        "step) or `celery` (steps on Celery workers). Default: the deployment's "
+        "MARIGOLD_EXECUTOR, else `in_process`.",
+    )
     triggers: Triggers = Field(default_factory=Triggers)
     steps: list[Step] = Field(min_length=1)
 

@@ -19,3 +19,11 @@ def planned_job(template_path: str, server_url: str) -> JobDefinition:
     frame = load_template(Path(template_path), standard_catalog().extended(TEST_CAPABILITIES))
     model = SGLangResource(base_url=server_url, model="planner-double")
     return compile_frame(frame, resource_defs={"planner_model": model, "worker_model": model})
+
+
+def template_job(templates_dir: str, name: str) -> JobDefinition:
+    """Template `name`'s job as the deployment's definitions build it (models bound by the
+    environment, executor chosen by it)."""
+    from marigold_dagster.jobs.definitions import build_defs
+
+    return build_defs(Path(templates_dir)).resolve_job_def(name)

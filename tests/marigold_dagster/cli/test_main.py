@@ -142,3 +142,28 @@ def test_a_failed_run_names_its_cause_once_without_tracebacks(tmp_path: Path):
         *args, "--input", f"contracts={bad}", "--verbose", cwd=tmp_path, home=tmp_path
     )
     assert "STEP_FAILURE" in verbose.stdout + verbose.stderr
+
+
+def test_help_imports_neither_dagster_nor_pandas():
+    code = (
+        "import sys\n"
+        "from click.testing import CliRunner\n"
+        "from marigold_dagster.cli import main\n"
+        "result = CliRunner().invoke(main, ['--help'])\n"
+        "assert result.exit_code == 0, result.output\n"
+        "print(sorted(m for m in ('dagster', 'pandas', 'grammar_ops') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+def test_lazy_commands_show_their_own_help():
+    import click
+
+    from marigold_dagster.cli.main import _LazyGroup, main
+
+    ctx = click.Context(main)
+    for name, (_, shown) in _LazyGroup.lazy.items():
+        command = main.get_command(ctx, name)
+        assert command is not None and command.name == name
+        assert command.get_short_help_str(limit=200) == shown

@@ -197,8 +197,8 @@ def test_chunks_log_progress_while_the_batch_runs(run_template, instance):
         "progress", batch_template("progress", 23, 5, "fail_fast", "t.mark"), instance
     )
     lines = [entry.user_message for entry in instance.all_logs(run.result.run_id)]
-    progress = [line for line in lines if "chunks done" in line]
+    progress = sorted(line for line in lines if " done, rows " in line)
     assert len(progress) == 5
-    assert "batch 'work': 1 of 5 chunks done, 5 of 23 rows," in progress[0]
-    assert "batch 'work': 5 of 5 chunks done, 23 of 23 rows," in progress[-1]
-    assert all(line.endswith("rows/s") for line in progress)
+    assert progress[0].startswith("batch 'work': chunk 1 of 5 done, rows 0-4, 5 rows in ")
+    assert progress[-1].startswith("batch 'work': chunk 5 of 5 done, rows 20-22, 3 rows in ")
+    assert all(line.endswith("rows/s)") for line in progress)

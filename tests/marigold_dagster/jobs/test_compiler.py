@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from dagster import DagsterInstance
 
@@ -265,9 +267,11 @@ def test_step_metadata_is_short_with_the_detail_one_click_away(run_template, ins
         "marigold/detail",
         "marigold/duration_s",
         "marigold/status",
+        "marigold/worker",
         "preview",
     ]
     assert metadata["marigold/status"] == "succeeded"
+    assert metadata["marigold/worker"].endswith(f":{os.getpid()}")
     assert metadata["marigold/created_by"] == "template"
     assert metadata["marigold/attempt"] == 1
     assert metadata["marigold/duration_s"] >= 0
