@@ -51,6 +51,9 @@ def test_graphql_launch_with_resource_or_io_manager_config_is_refused(
         with DagsterDeployment.start(
             tmp_path / "home", postgres_url, templates_dir=templates, env=env, daemon=False
         ) as deployment:
+            # The PostgreSQL database is shared by the test session: count only runs made here.
+            with deployment.instance() as instance:
+                runs_before = instance.get_runs_count()
             attempts: dict[str, dict[str, Any]] = {
                 "base_url": {"worker_model": {"config": {"base_url": launcher.url}}},
                 "api_key": {"worker_model": {"config": {"api_key": {"env": "UNRELATED_SECRET"}}}},
@@ -67,6 +70,6 @@ def test_graphql_launch_with_resource_or_io_manager_config_is_refused(
                 messages = " ".join(error["message"] for error in answer["errors"])
                 assert f'unexpected config entry "{setting}"' in messages
             with deployment.instance() as instance:
-                assert instance.get_runs_count() == 0
+                assert instance.get_runs_count() == runs_before
     assert deployed.hits == []
     assert launcher.hits == []
