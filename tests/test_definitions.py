@@ -90,10 +90,16 @@ def test_dagster_cli_executes_a_template_in_subprocesses(tmp_path: Path):
     shutil.copytree(ROOT / "templates" / "data", templates / "data")
     (templates / "subprocess_review.yaml").write_text(SUBPROCESS_TEMPLATE)
     (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    # Template jobs run in process by default; a launch may still choose the multiprocess executor.
+    multiprocess = tmp_path / "multiprocess.yaml"
+    multiprocess.write_text("execution:\n  config:\n    multiprocess: {}\n")
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path), "MARIGOLD_TEMPLATES_DIR": str(templates)}
     env.pop("MARIGOLD_SGLANG_URL", None)
     done = subprocess.run(
-        [str(DAGSTER), "job", "execute", "-f", "definitions.py", "-j", "subprocess_review"],
+        [
+            *(str(DAGSTER), "job", "execute", "-f", "definitions.py", "-j", "subprocess_review"),
+            *("-c", str(multiprocess)),
+        ],
         cwd=ROOT,
         env=env,
         capture_output=True,

@@ -142,10 +142,11 @@ def test_plan_asset_shows_lineage(
 ):
     plan = [JOB, PLANNING_STEP, "plan"]
     upstream, downstream = dagster_deployment.asset_lineage(plan)
-    assert [JOB, "route"] in upstream, f"plan's upstream is {upstream}"
+    # The decision `route` materializes nothing, so it is not an asset: lineage passes through it.
+    assert [JOB, "triage"] in upstream, f"plan's upstream is {upstream}"
     assert [JOB, PLANNING_STEP] in downstream, f"plan's downstream is {downstream}"
     with checking(page, dagster_deployment, artifacts, "plan_lineage"):
         page.goto(f"{dagster_deployment.url}/assets/{'/'.join(plan)}?view=lineage")
         graph = page.locator("svg foreignObject")
-        for node in ("route", "plan", "planned", PLANNING_STEP):
+        for node in ("triage", "plan", "planned", PLANNING_STEP):
             expect(graph.get_by_text(node, exact=True).first).to_be_visible()
