@@ -272,6 +272,18 @@ def _budget_stop(outcome: PlanOutcome, phase: int) -> str | None:
     )
 
 
+def _stopped(
+    step: FrameStep, phase: int, progress: PlanProgress, reason: str, metadata: dict[str, Any]
+) -> Output:
+    """The phase's closing output when planning stops at a bound: what ran so far, and why."""
+    record = PlanRecord(step.name, phase, "", "", False, stopped=reason)
+    return Output(
+        PhaseResult(phase, record, replace(progress, stopped=reason)),
+        CLOSED,
+        metadata={keys.PLANNING_KEY: reason, keys.STOPPED_KEY: reason, **metadata},
+    )
+
+
 def _validation_check(
     frame: Frame, step: FrameStep, outcome: Any, *, passed: bool
 ) -> AssetCheckEvaluation:
@@ -390,16 +402,7 @@ def plan_phase(
     reason = status.ceiling_reached(BudgetUse(phases=1))
     if reason:
         context.log.warning(f"planning step '{step.name}' phase {phase} not planned: {reason}")
-        record = PlanRecord(step.name, phase, "", "", False, stopped=reason)
-        yield Output(
-            PhaseResult(phase, record, replace(progress, stopped=reason)),
-            CLOSED,
-            metadata={
-                keys.PLANNING_KEY: reason,
-                keys.STOPPED_KEY: reason,
-                **budget_metadata(status),
-            },
-        )
+        yield _stopped(step, phase, progress, reason, budget_metadata(status))
         return
     request = plan_request(frame, step, progress, status, phase)
     model = priced_model(planner_key, getattr(context.resources, planner_key))
@@ -432,13 +435,12 @@ def plan_phase(
         stop = _budget_stop(rejected.outcome, phase) if spec.on_budget == "stop" else None
         if stop:
             context.log.warning(f"planning step '{step.name}' stops: {stop}")
-            record = PlanRecord(step.name, phase, "", "", False, stopped=stop)
-            yield Output(
-                PhaseResult(phase, record, replace(progress, stopped=stop)),
-                CLOSED,
-                metadata={
-                    keys.PLANNING_KEY: stop,
-                    keys.STOPPED_KEY: stop,
+            yield _stopped(
+                step,
+                phase,
+                progress,
+                stop,
+                {
                     PHASE_COUNT_KEY: 1,
                     **_attempts_metadata(rejected.outcome),
                     **_digest_metadata(rejected.outcome),
