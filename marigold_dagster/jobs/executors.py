@@ -12,12 +12,21 @@ Under Celery, a step that calls a model goes to the queue named after its model 
 `MARIGOLD_CELERY_QUEUE_PREFIX`; the broker and result backend come from the deployment
 (`MARIGOLD_CELERY_BROKER`, `MARIGOLD_CELERY_BACKEND`) and are fixed in the job, so launch run
 config cannot point a run at another broker.
+
+A step's Celery task is acknowledged when it finishes, not when a worker takes it
+(`task_acks_late`): a worker that dies with a step in hand (machine lost, SIGKILL) leaves the
+task on the broker, which gives it to another worker; the step runs again from its inputs and
+writes the same outputs. A step whose own process dies while its worker lives is not handed
+out again (`task_reject_on_worker_lost` stays off, so a step that kills its process cannot loop):
+it fails, and the run resumes from failure. Workers must start with the same settings
+(`celery_config`, which `marigold worker` writes for them).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from dagster import ExecutorDefinition, Field, multi_or_in_process_executor
 
@@ -34,6 +43,9 @@ DEFAULT_BROKER = "pyamqp://guest@127.0.0.1:5672//"
 DEFAULT_BACKEND = "rpc://"
 DEFAULT_QUEUE = "dagster"
 CELERY_QUEUE_TAG = "dagster-celery/queue"
+CELERY_EXECUTOR = "marigold_celery"
+"""The name of the Celery executor definition a `celery` job gets."""
+CELERY_TASK_SETTINGS = {"task_acks_late": True, "task_reject_on_worker_lost": False}
 
 
 in_process_by_default = ExecutorDefinition(
@@ -63,22 +75,29 @@ def executor_name(template_choice: str | None, environ: Mapping[str, str] | None
     return name
 
 
+def celery_config(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The Celery executor's config in this deployment, which its workers must share.
+
+    >>> celery_config({})["config_source"]
+    {'task_acks_late': True, 'task_reject_on_worker_lost': False}
+    """
+    environ = os.environ if environ is None else environ
+    return {
+        "broker": environ.get(CELERY_BROKER_ENV, "").strip() or DEFAULT_BROKER,
+        "backend": environ.get(CELERY_BACKEND_ENV, "").strip() or DEFAULT_BACKEND,
+        "config_source": dict(CELERY_TASK_SETTINGS),
+    }
+
+
 def executor_def(name: str, environ: Mapping[str, str] | None = None) -> ExecutorDefinition:
     """The Dagster executor definition for `name` (see `executor_name`)."""
-    environ = os.environ if environ is None else environ
     if name == "in_process":
         return in_process_by_default
     if name == "multiprocess":
         return multi_or_in_process_executor
     from dagster_celery import celery_executor  # imports Celery: only where it is used
 
-    return celery_executor.configured(
-        {
-            "broker": environ.get(CELERY_BROKER_ENV, "").strip() or DEFAULT_BROKER,
-            "backend": environ.get(CELERY_BACKEND_ENV, "").strip() or DEFAULT_BACKEND,
-        },
-        name="marigold_celery",
-    )
+    return celery_executor.configured(celery_config(environ), name=CELERY_EXECUTOR)
 
 
 def celery_queue(model_keys: Iterable[str], environ: Mapping[str, str] | None = None) -> str:

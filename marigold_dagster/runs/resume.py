@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from dagster import (
 )
 
 from marigold_dagster.errors import MarigoldError
+from marigold_dagster.jobs.executors import CELERY_EXECUTOR
 from marigold_dagster.jobs.model_binding import SGLANG_URL_ENV, model_backend
 from marigold_dagster.keys import MODEL_BACKEND_TAG, PAUSED_AT_GATE
 from marigold_dagster.records.dagster_private import from_failure_step_keys
@@ -175,6 +177,14 @@ def resume_run(
     return _reexecute(instance, run, definitions_file, options, log_level)
 
 
+def reexecution_run_config(run_config: Mapping[str, Any], executor: str) -> dict[str, Any]:
+    """The parent's run config, its steps in this process unless the job's executor is fixed
+    by the deployment (Celery: the re-executed steps go to the workers, the broker unchanged)."""
+    if executor == CELERY_EXECUTOR:
+        return {key: value for key, value in run_config.items() if key != "execution"}
+    return {**run_config, "execution": IN_PROCESS}
+
+
 def _reexecute(
     instance: DagsterInstance,
     run: DagsterRun,
@@ -182,10 +192,10 @@ def _reexecute(
     options: ReexecutionOptions,
     log_level: str | None,
 ) -> ResumedRun:
-    run_config: dict[str, Any] = {**run.run_config, "execution": IN_PROCESS}
+    job = reconstructable_job(definitions_file, run.job_name)
+    run_config = reexecution_run_config(run.run_config, job.get_definition().executor_def.name)
     if log_level is not None:
         run_config["loggers"] = {"console": {"config": {"log_level": log_level}}}
-    job = reconstructable_job(definitions_file, run.job_name)
     # As the UI's re-execution does, the new run keeps the parent run's own tags (its task's
     # correlation ids among them), not Dagster's system tags.
     tags = {key: value for key, value in run.tags.items() if not key.startswith("dagster/")}

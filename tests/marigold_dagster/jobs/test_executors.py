@@ -47,3 +47,24 @@ def test_celery_jobs_route_model_steps_to_their_model_queue(monkeypatch):
     assert queues["deep_review__plan"] == "ci42_planner_model"
     assert queues["load"] == "ci42_dagster"
     assert queues["triage__split"] == "ci42_dagster"
+
+
+def test_celery_steps_are_acknowledged_when_done_and_workers_share_the_config():
+    from marigold_dagster.jobs.executors import celery_config
+
+    config = celery_config({"MARIGOLD_CELERY_BROKER": "pyamqp://guest@broker//"})
+    assert config["broker"] == "pyamqp://guest@broker//"
+    assert config["backend"] == "rpc://"
+    assert config["config_source"] == {
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": False,
+    }
+
+
+def test_a_resumed_celery_run_keeps_its_executor_and_others_resume_in_process():
+    from marigold_dagster.jobs.executors import CELERY_EXECUTOR
+    from marigold_dagster.runs.resume import IN_PROCESS, reexecution_run_config
+
+    parent = {"ops": {"load": {}}, "execution": {"config": {"multiprocess": {}}}}
+    assert reexecution_run_config(parent, CELERY_EXECUTOR) == {"ops": {"load": {}}}
+    assert reexecution_run_config(parent, "in_process_by_default")["execution"] == IN_PROCESS
