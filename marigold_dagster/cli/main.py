@@ -41,6 +41,10 @@ class _LazyGroup(click.Group):
             "marigold_dagster.records.run_history:runs_command",
             "List recent template runs with their status, budget use and task (correlation) id.",
         ),
+        "worker": (
+            "marigold_dagster.jobs.celery_worker:worker_command",
+            "Start a Celery worker on this deployment's queues (dagster-celery worker start).",
+        ),
         "mcp": (
             "marigold_dagster.mcp.command:mcp_command",
             "Serve templates, runs and gates to agents over MCP (stdio, or streamable HTTP).",

@@ -1,4 +1,4 @@
-"""Celery workers for tests: `dagster-celery worker start` processes on the machine's RabbitMQ.
+"""Celery workers for tests: `marigold worker` processes on the machine's RabbitMQ.
 
 Each test run gets its own queue names (a unique `MARIGOLD_CELERY_QUEUE_PREFIX`), so parallel
 CI runs on one broker never take each other's steps. Every worker runs in its own process group,
@@ -20,8 +20,6 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-
-import yaml
 
 ROOT = Path(__file__).parents[2]
 BIN = Path(sys.executable).parent
@@ -71,6 +69,24 @@ class Worker:
             except subprocess.TimeoutExpired:
                 continue
 
+    def pool_pids(self) -> list[int]:
+        """The worker's pool processes, which run its steps (Linux /proc).
+
+        The worker's process is `dagster-celery`; its child is Celery's main process, whose
+        children are the pool (a step's own helpers, such as log capture, are below those).
+        """
+        children: dict[int, list[int]] = {}
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    stat = (entry / "stat").read_text()
+                except OSError:
+                    continue
+                parent = int(stat.rpartition(")")[2].split()[1])
+                children.setdefault(parent, []).append(int(entry.name))
+        mains = children.get(self.process.pid, [])
+        return [pid for main in mains for pid in children.get(main, [])]
+
     def tail(self, lines: int = 30) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
@@ -80,20 +96,14 @@ def celery_workers(
     home: Path, prefix: str, queues: Sequence[str], count: int = 2, timeout_s: float = 120.0
 ) -> Iterator[list[Worker]]:
     """Start `count` workers, one task at a time each, on the prefixed `queues`; wait for them."""
-    config = home / "celery.yaml"
-    config.write_text(yaml.safe_dump({"execution": {"config": {"broker": BROKER}}}))
     env = celery_env(home, prefix)
     workers: list[Worker] = []
     try:
         for index in range(count):
             name = f"{prefix}w{index}"
             log = home / f"{name}.log"
-            command = [str(BIN / "dagster-celery"), "worker", "start", "-A", "dagster_celery.app"]
-            command += ["-y", str(config), "-n", name]
-            # One -q with every queue, comma-separated: dagster-celery passes each -q on as
-            # Celery's -Q, and Celery keeps only the last -Q it is given.
-            command += ["-q", ",".join(f"{prefix}{queue}" for queue in queues)]
-            command += ["--", "--concurrency", "1", "--prefetch-multiplier", "1"]
+            command = [str(BIN / "marigold"), "worker", "-n", name, "--concurrency", "1"]
+            command += [arg for queue in queues for arg in ("-q", queue)]
             with log.open("wb") as sink:
                 process = subprocess.Popen(
                     command,
