@@ -20,7 +20,17 @@ Re-execution loads the outputs of every step that succeeded from the parent run'
 again. The batch's merged table is then read and every input row is checked to appear exactly
 once, by key.
 
-The bench (`bench/bench_crash_resume.py`) runs the same trial.
+A Celery trial (`run_celery_trial`) runs the same job with the `celery` executor: this process
+orchestrates, Celery workers run the steps. A watcher SIGKILLs one worker while it is inside a
+chunk (a chunk step that started, no success yet, on the worker its Celery engine event names):
+
+- the whole worker (`kill_at="worker_mid_chunk"`, a machine lost): the step's task was not yet
+  acknowledged (`task_acks_late`), so the broker hands it to the other worker and the run
+  completes by itself;
+- only the process running the step (`kill_at="pool_mid_chunk"`, the worker lives): the task
+  fails with Celery's WorkerLostError, the run fails, and it is re-executed from failure.
+
+The bench (`bench/bench_crash_resume.py`) runs the same trials.
 """
 
 from __future__ import annotations
@@ -29,6 +39,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -61,6 +72,9 @@ TRIAL_TAG = "marigold/crash_trial"
 IN_PROCESS = {"execution": {"config": {"in_process": {}}}}
 MODULE = "bench.crash_trial"
 MERGE_STEP = "work__merge"
+DEAD_LETTERS = "work__dead_letters.parquet"
+CELERY_WORKER_KEY = "Celery worker"
+"""Where dagster-celery's engine event at the start of a step's task names the worker."""
 POLL_S = 0.05
 
 
@@ -223,8 +237,8 @@ def recover(
     return landed, done, final
 
 
-def merged_keys(instance: DagsterInstance, final: DagsterRun) -> list[str]:
-    """The keys of the batch's merged table, from the run (or ancestor) that ran the merge."""
+def merge_output(instance: DagsterInstance, final: DagsterRun) -> Path:
+    """The batch's merged table, from the run (or ancestor) that ran the merge."""
     run: DagsterRun | None = final
     while run is not None:
         for record in instance.get_records_for_run(
@@ -233,10 +247,32 @@ def merged_keys(instance: DagsterInstance, final: DagsterRun) -> list[str]:
             entry = record.event_log_entry
             if entry.step_key == MERGE_STEP:
                 data = entry.get_dagster_event().step_output_data
-                path = data.metadata["marigold/output_path"].value
-                return [str(k) for k in pq.read_table(path, columns=["key"])["key"].to_pylist()]
+                return Path(data.metadata["marigold/output_path"].value)
         run = instance.get_run_by_id(run.parent_run_id) if run.parent_run_id else None
     raise AssertionError(f"no run in the chain of {final.run_id} ran {MERGE_STEP}")
+
+
+def merged_keys(instance: DagsterInstance, final: DagsterRun) -> list[str]:
+    """The keys of the batch's merged table and of its dead letters (rows set aside)."""
+    path = merge_output(instance, final)
+    keys = pq.read_table(path, columns=["key"])["key"].to_pylist()
+    if (path.parent / DEAD_LETTERS).exists():
+        dead = pq.read_table(path.parent / DEAD_LETTERS)
+        keys += dead["key"].to_pylist() if "key" in dead.column_names else []
+    return [str(k) for k in keys]
+
+
+def merged_rows(instance: DagsterInstance, final: DagsterRun) -> list[dict[str, Any]]:
+    """The rows of the batch's merged table."""
+    return pq.read_table(merge_output(instance, final)).to_pylist()
+
+
+def count_rows(keys: list[str], rows: int) -> tuple[int, int]:
+    """Rows lost and rows duplicated (or unknown) among `keys`, of `rows` keyed rows."""
+    counts = Counter(keys)
+    expected = {f"row-{i:05d}" for i in range(rows)}
+    lost = len(expected - set(counts))
+    return lost, sum(n - 1 for n in counts.values() if n > 1) + len(set(counts) - expected)
 
 
 KILL_POINTS = (
@@ -333,25 +369,148 @@ def run_trial(
     killed_at = time.perf_counter()
     landed, done, final = recover(instance, template_path, trial)
     recovery_s = time.perf_counter() - killed_at
+    return counted_trial(
+        instance, final, rows, kill_at, killed_at - spawned, landed, done, recovery_s
+    )
+
+
+def counted_trial(
+    instance: DagsterInstance,
+    final: DagsterRun,
+    rows: int,
+    kill_at: str,
+    killed_after_s: float,
+    landed: str,
+    done: int,
+    recovery_s: float,
+) -> TrialResult:
+    """A trial's result: the rows of the batch that `final` (or its parent) merged, counted."""
     keys = merged_keys(instance, final)
-    counts = Counter(keys)
-    expected = {f"row-{i:05d}" for i in range(rows)}
-    chain = [final.run_id]
-    if final.parent_run_id:
-        chain.insert(0, final.parent_run_id)
-    reexecuted = started_steps(instance, final.run_id) if final.parent_run_id else []
+    lost, duplicated = count_rows(keys, rows)
     return TrialResult(
         kill_at=kill_at,
-        killed_after_s=round(killed_at - spawned, 3),
+        killed_after_s=round(killed_after_s, 3),
         landed=landed,
         steps_done_at_kill=done,
         rows_in=rows,
         rows_out=len(keys),
-        rows_lost=len(expected - set(counts)),
-        rows_duplicated=sum(n - 1 for n in counts.values() if n > 1) + len(set(counts) - expected),
+        rows_lost=lost,
+        rows_duplicated=duplicated,
         recovery_s=round(recovery_s, 3),
-        runs=chain,
-        reexecuted_steps=reexecuted,
+        runs=[r for r in (final.parent_run_id, final.run_id) if r],
+        reexecuted_steps=started_steps(instance, final.run_id) if final.parent_run_id else [],
+    )
+
+
+CELERY_KILLS = ("worker_mid_chunk", "pool_mid_chunk")
+"""What a Celery trial kills: a whole worker, or only the process running its step."""
+
+
+def chunk_in_flight(instance: DagsterInstance, run_id: str) -> tuple[str, str] | None:
+    """A chunk step that started and has not succeeded, and the Celery worker running it."""
+    records = instance.get_records_for_run(
+        run_id,
+        of_type={
+            DagsterEventType.ENGINE_EVENT,
+            DagsterEventType.STEP_START,
+            DagsterEventType.STEP_SUCCESS,
+        },
+    ).records
+    hosts: dict[str, str] = {}
+    started, done = set(), set()
+    for record in records:
+        entry = record.event_log_entry
+        key = entry.step_key or ""
+        if not key.startswith("work["):
+            continue
+        kind = entry.dagster_event_type
+        if kind is DagsterEventType.ENGINE_EVENT:
+            metadata = entry.get_dagster_event().engine_event_data.metadata
+            if CELERY_WORKER_KEY in metadata:
+                hosts[key] = str(metadata[CELERY_WORKER_KEY].value)
+        else:
+            (started if kind is DagsterEventType.STEP_START else done).add(key)
+    for key in sorted(started - done):
+        if key in hosts:
+            return key, hosts[key]
+    return None
+
+
+def _kill_inside_a_chunk(
+    home: Path,
+    trial: str,
+    kill: Callable[[str], None],
+    jitter_s: float,
+    stop: threading.Event,
+    killed: list[tuple[str, float, int]],
+) -> None:
+    """Wait for a chunk in flight on a worker, `jitter_s` more, then `kill(worker hostname)`."""
+    with DagsterInstance.from_config(str(home)) as instance:
+        while not stop.is_set():
+            run = find_run(instance, trial)
+            in_flight = chunk_in_flight(instance, run.run_id) if run else None
+            if in_flight is not None:
+                time.sleep(jitter_s)
+                assert run is not None
+                if chunk_in_flight(instance, run.run_id) == in_flight:
+                    done = len(successful_steps(instance, run.run_id))
+                    kill(in_flight[1])
+                    killed.append((in_flight[0], time.perf_counter(), done))
+                    return
+            time.sleep(POLL_S)
+
+
+def run_celery_trial(
+    instance: DagsterInstance,
+    home: Path,
+    template_path: str,
+    rows: int,
+    kill_at: str,
+    kill: Callable[[str], None],
+    jitter_s: float,
+    trial: str,
+) -> TrialResult:
+    """Run the job on Celery workers, kill one inside a chunk, finish the run, count the rows.
+
+    `kill(hostname)` SIGKILLs the worker whose Celery node name is `hostname` (`name@host`),
+    as `kill_at` says (see `CELERY_KILLS`); the caller owns the workers. The job's executor is
+    the deployment's (`MARIGOLD_EXECUTOR=celery` here and in the workers).
+    """
+    job = reconstructable(template_path)
+    stop, killed = threading.Event(), list[tuple[str, float, int]]()
+    watcher = threading.Thread(
+        target=_kill_inside_a_chunk, args=(home, trial, kill, jitter_s, stop, killed), daemon=True
+    )
+    started = time.perf_counter()
+    watcher.start()
+    try:
+        with execute_job(job, instance, tags={TRIAL_TAG: trial}) as result:
+            succeeded, run_id = result.success, result.run_id
+    finally:
+        stop.set()
+        watcher.join()
+    assert killed, f"trial {trial}: no chunk was seen in flight to kill"
+    killed_step, killed_at, done = killed[0]
+    run = instance.get_run_by_id(run_id)
+    assert run is not None
+    final, landed = run, "redelivered"
+    if not succeeded:
+        options = ReexecutionOptions.from_failure(run_id, instance)
+        with execute_job(job, instance, reexecution_options=options) as result:
+            assert result.success, "the re-execution from failure failed"
+            final_run = instance.get_run_by_id(result.run_id)
+        assert final_run is not None
+        final, landed = final_run, "resumed"
+    recovery_s = time.perf_counter() - killed_at
+    return counted_trial(
+        instance,
+        final,
+        rows,
+        f"{kill_at}:{killed_step}",
+        killed_at - started,
+        landed,
+        done,
+        recovery_s,
     )
 
 
