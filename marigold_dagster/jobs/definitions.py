@@ -1,13 +1,27 @@
 """Definitions for a templates folder: one job per template, with its model resources bound,
-and the sensors and schedules the templates' triggers declare."""
+and the sensors and schedules the templates' triggers declare.
+
+A process that reconstructs a job (a run worker, a multiprocess or Celery step worker) needs that
+one job only: `load_defs` gives it a repository whose jobs compile when first asked for, each
+template once per process (`template_job`), instead of every template's job.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import contextvars
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from dagster import Definitions, FilesystemIOManager
+from dagster import (
+    Definitions,
+    FilesystemIOManager,
+    JobDefinition,
+    RepositoryDefinition,
+    repository,
+)
 
 from grammar_ops import Catalog
 from marigold_dagster.errors import TemplatesInvalid
@@ -18,8 +32,12 @@ from marigold_dagster.jobs.gate_ops import gate_decision_job
 from marigold_dagster.jobs.model_binding import model_resources
 from marigold_dagster.jobs.sensors import build_run_summary_sensors
 from marigold_dagster.jobs.triggers import build_triggers, check_triggers
+from marigold_dagster.records.dagster_private import dagster_reconstructing_job
 from marigold_dagster.template.frame import Frame
-from marigold_dagster.template.loader import load_templates
+from marigold_dagster.template.loader import TEMPLATE_SUFFIXES, load_template, load_templates
+
+SINGLETON_REPOSITORY = "__repository__"
+"""The name Dagster gives the repository of a module's `Definitions`; the lazy one keeps it."""
 
 
 def build_defs(
@@ -62,9 +80,7 @@ def defs_for_frames(
     # Step outputs persist even in `execute_in_process` (which swaps Dagster's default IO manager
     # for an in-memory one), so every run can be re-executed from failure, e.g. past a gate.
     # Models, secrets and the IO manager's folder come from the deployment, never a launch.
-    bound = fixed_resources(
-        {"io_manager": FilesystemIOManager(), **model_resources(keys), **(resources or {})}
-    )
+    bound = _bound_resources(keys, resources)
     jobs = [compile_frame(frame) for frame in frames]
     built = build_triggers(frames, jobs) if triggers else None
     return Definitions(
@@ -77,3 +93,97 @@ def defs_for_frames(
         schedules=built.schedules if built else [],
         resources=bound,
     )
+
+
+def _bound_resources(keys: set[str], resources: Mapping[str, Any] | None) -> dict[str, Any]:
+    return fixed_resources(
+        {"io_manager": FilesystemIOManager(), **model_resources(keys), **(resources or {})}
+    )
+
+
+def load_defs(templates_dir: Path | str) -> Definitions | RepositoryDefinition:
+    """The definitions a module-level `defs` should hold in this process.
+
+    Where Dagster reconstructs a job from its code pointer (a run worker, a step worker:
+    `DefinitionsLoadType.RECONSTRUCTION`), a repository whose jobs compile one at a time when
+    asked for (`lazy_job_repository`); everywhere else (a code server, `dagster definitions
+    validate`, an import) every template's job with sensors, schedules and assets (`build_defs`).
+    """
+    if reconstructing_one_job():
+        return lazy_job_repository(templates_dir)
+    return build_defs(templates_dir)
+
+
+_every_definition = contextvars.ContextVar("marigold_every_definition", default=False)
+
+
+@contextmanager
+def every_definition() -> Iterator[None]:
+    """Within it, `load_defs` builds every definition even where Dagster reconstructs a job
+    (Dagster leaves a process's load context at RECONSTRUCTION once it has reconstructed one)."""
+    token = _every_definition.set(True)
+    try:
+        yield
+    finally:
+        _every_definition.reset(token)
+
+
+def reconstructing_one_job() -> bool:
+    """Whether Dagster is loading definitions to reconstruct a job (outside `every_definition`)."""
+    return not _every_definition.get() and dagster_reconstructing_job()
+
+
+def lazy_job_repository(templates_dir: Path | str) -> RepositoryDefinition:
+    """A repository of the folder's template jobs (and the gate decision job), each compiled
+    when first asked for: Dagster loads a repository's job dict entries lazily.
+
+    Only the file names are read here (a template's name is its file's stem); a template is
+    loaded and validated when its job is asked for, so a step worker reads its own template only.
+    """
+    jobs: dict[str, Callable[[], JobDefinition]] = {
+        name: _job_loader(path) for name, path in template_paths(templates_dir).items()
+    }
+    jobs[gate_decision_job.name] = _bound_gate_decision_job
+
+    @repository(name=SINGLETON_REPOSITORY)
+    def marigold() -> dict[str, Any]:
+        return {"jobs": jobs}
+
+    return marigold
+
+
+def _job_loader(path: Path) -> Callable[[], JobDefinition]:
+    # A plain function: Dagster takes a repository dict entry as lazy only if it is one.
+    def load() -> JobDefinition:
+        return template_job(path)
+
+    return load
+
+
+def template_paths(templates_dir: Path | str) -> dict[str, Path]:
+    """Template name (its file's stem) -> file, for the template files in `templates_dir`."""
+    folder = Path(templates_dir)
+    return {p.stem: p for p in sorted(folder.iterdir()) if p.suffix in TEMPLATE_SUFFIXES}
+
+
+_compiled: dict[tuple[Any, ...], JobDefinition] = {}
+
+
+def template_job(path: Path | str) -> JobDefinition:
+    """The job of the template at `path`, bound as `build_defs` binds it, compiled once per
+    process for the same file text and `MARIGOLD_*` environment."""
+    path = Path(path).resolve()
+    environment = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("MARIGOLD_")))
+    key = (str(path), path.read_bytes(), environment)
+    if key not in _compiled:
+        frame = load_template(path)
+        bound = _bound_resources(set(frame.template.models.values()), None)
+        job = compile_frame(frame)
+        _compiled[key] = Definitions(jobs=[job], resources=bound).resolve_job_def(job.name)
+    return _compiled[key]
+
+
+def _bound_gate_decision_job() -> JobDefinition:
+    bound = _bound_resources(set(), None)
+    defs = Definitions(jobs=[gate_decision_job], resources=bound)
+    return defs.resolve_job_def(gate_decision_job.name)

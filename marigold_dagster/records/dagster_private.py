@@ -4,8 +4,10 @@
   would run for a run (what the UI's "from failure" button computes); no public API says so.
 - `EngineEventData`: the metadata of an engine event in a run's log; the public
   `DagsterInstance.report_engine_event` takes this private type.
+- `DefinitionsLoadContext`: whether Dagster is loading definitions to reconstruct a job (a run
+  or step worker) or to initialise a code location; a worker then needs one job only.
 
-`tests/marigold_dagster/records/test_dagster_private.py` checks both against the installed
+`tests/marigold_dagster/records/test_dagster_private.py` checks them against the installed
 Dagster, so an upgrade that changes them fails there, by name, rather than in a run.
 """
 
@@ -15,8 +17,24 @@ from collections.abc import Mapping
 from typing import Any
 
 from dagster import DagsterInstance, DagsterRun
+from dagster._core.definitions.definitions_load_context import (
+    DefinitionsLoadContext,
+    DefinitionsLoadType,
+)
 from dagster._core.events import EngineEventData
 from dagster._core.execution.plan.state import KnownExecutionState
+
+
+def dagster_reconstructing_job() -> bool:
+    """Whether Dagster's current definitions load reconstructs a job from its code pointer.
+
+    Dagster leaves the load context set once a process has reconstructed a job, so this stays
+    true in that process afterwards.
+    """
+    return (
+        DefinitionsLoadContext.is_set()
+        and DefinitionsLoadContext.get().load_type is DefinitionsLoadType.RECONSTRUCTION
+    )
 
 
 def engine_event_data(metadata: Mapping[str, Any]) -> EngineEventData:

@@ -30,11 +30,13 @@ from dagster import (
     Definitions,
     JobDefinition,
     ReexecutionOptions,
+    RepositoryDefinition,
     build_reconstructable_job,
     execute_job,
 )
 
 from marigold_dagster.errors import MarigoldError
+from marigold_dagster.jobs.definitions import every_definition, reconstructing_one_job
 from marigold_dagster.jobs.executors import CELERY_EXECUTOR
 from marigold_dagster.jobs.model_binding import SGLANG_URL_ENV, model_backend
 from marigold_dagster.keys import MODEL_BACKEND_TAG, PAUSED_AT_GATE
@@ -58,11 +60,35 @@ class ResumedRun:
 
 
 def load_definitions(definitions_file: str | Path) -> Definitions:
-    """The `Definitions` object of a definitions file (its module-level `defs`, or the only one)."""
+    """The `Definitions` object of a definitions file (its module-level `defs`, or the only one),
+    with every job, sensor and schedule, even in a process that has reconstructed a job."""
+    with every_definition():
+        defs = _definitions_of(definitions_file, lazy=False)
+    if not isinstance(defs, Definitions):
+        raise MarigoldError(f"{definitions_file} must define one dagster.Definitions (`defs`)")
+    return defs
+
+
+def definitions_job(definitions_file: str, job_name: str) -> JobDefinition:
+    """Job `job_name` of a definitions file, resources bound: the reconstructable entry point.
+
+    Where Dagster reconstructs it (a run or step worker), only that job is compiled.
+    """
+    defs = _definitions_of(definitions_file, lazy=reconstructing_one_job())
+    if isinstance(defs, RepositoryDefinition):
+        return defs.get_job(job_name)
+    return defs.resolve_job_def(job_name)
+
+
+def _definitions_of(
+    definitions_file: str | Path, *, lazy: bool
+) -> Definitions | RepositoryDefinition:
+    """The file's `defs` (or its only `Definitions`), its module run once per process and kind."""
     path = Path(definitions_file).resolve()
     if not path.is_file():
         raise MarigoldError(f"no definitions file {path}; pass the project's definitions.py")
-    name = f"_marigold_definitions_{hashlib.sha1(str(path).encode()).hexdigest()[:12]}"
+    digest = hashlib.sha1(str(path).encode()).hexdigest()[:12]
+    name = f"_marigold_definitions_{digest}{'_lazy' if lazy else ''}"
     module = sys.modules.get(name)
     if module is None:
         spec = importlib.util.spec_from_file_location(name, path)
@@ -74,18 +100,13 @@ def load_definitions(definitions_file: str | Path) -> Definitions:
         finally:
             sys.path.remove(str(path.parent))
         sys.modules[name] = module
-    found = [value for value in vars(module).values() if isinstance(value, Definitions)]
     defs = getattr(module, "defs", None)
-    if isinstance(defs, Definitions):
+    if isinstance(defs, Definitions | RepositoryDefinition):
         return defs
+    found = [value for value in vars(module).values() if isinstance(value, Definitions)]
     if len(found) == 1:
         return found[0]
     raise MarigoldError(f"{path} must define one dagster.Definitions (e.g. `defs = ...`)")
-
-
-def definitions_job(definitions_file: str, job_name: str) -> JobDefinition:
-    """Job `job_name` of a definitions file, resources bound: the reconstructable entry point."""
-    return load_definitions(definitions_file).resolve_job_def(job_name)
 
 
 def reconstructable_job(definitions_file: str | Path, job_name: str):

@@ -23,7 +23,7 @@ def planned_job(template_path: str, server_url: str) -> JobDefinition:
 
 def template_job(templates_dir: str, name: str) -> JobDefinition:
     """Template `name`'s job as the deployment's definitions build it (models bound by the
-    environment, executor chosen by it)."""
-    from marigold_dagster.jobs.definitions import build_defs
+    environment, executor chosen by it), compiled once per process."""
+    from marigold_dagster.jobs import definitions
 
-    return build_defs(Path(templates_dir)).resolve_job_def(name)
+    return definitions.template_job(definitions.template_paths(templates_dir)[name])

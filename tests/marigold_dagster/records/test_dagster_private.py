@@ -65,3 +65,14 @@ def test_from_failure_step_keys_names_the_failed_step():
         run = instance.get_run_by_id(result.run_id)
         assert run is not None
         assert dagster_private.from_failure_step_keys(instance, run) == ["broken"]
+
+
+def test_the_definitions_load_context_says_when_a_job_is_reconstructed():
+    from dagster._core.definitions.definitions_load_context import (
+        DefinitionsLoadContext,
+        DefinitionsLoadType,
+    )
+
+    assert {"is_set", "get", "scoped"} <= set(vars(DefinitionsLoadContext))
+    assert DefinitionsLoadType.RECONSTRUCTION is not DefinitionsLoadType.INITIALIZATION
+    assert isinstance(dagster_private.dagster_reconstructing_job(), bool)
