@@ -48,7 +48,8 @@ from dagster import (
     sensor,
 )
 
-from marigold_dagster.errors import TemplateError, TemplateProblem, YamlSyntaxError
+from grammar_ops import Finding
+from marigold_dagster.errors import TemplateError, YamlSyntaxError
 from marigold_dagster.jobs.launch_inputs import (
     input_run_config,
     run_config_inputs,
@@ -392,21 +393,14 @@ def _follow_up_loop(start: str, frame_of: Mapping[str, Frame]) -> list[str]:
         path.append(name)
 
 
-def _located(path: Path, problems: list[tuple[Where, str, str]]) -> list[TemplateProblem]:
+def _located(path: Path, problems: list[tuple[Where, str, str]]) -> list[Finding]:
     line_of: Callable[[Where], int | None]
     try:
         source = parse_yaml(path.read_text(encoding="utf-8"))
         line_of = source.line_of
     except (OSError, YamlSyntaxError):  # loaded a moment ago; without lines if it changed since
         line_of = lambda where: None  # noqa: E731
-    return [
-        TemplateProblem(code, _field(where), message, line_of(where))
-        for where, code, message in problems
-    ]
-
-
-def _field(where: Where) -> str:
-    return ".".join(str(part) for part in where)
+    return [Finding(code, where, message, line_of(where)) for where, code, message in problems]
 
 
 def _valid_cron(cron: str) -> bool:

@@ -268,7 +268,7 @@ def validate_composition(
         return CompositionReport(
             valid=False,
             problems=[
-                Problem(code=f.code, field=f.location, message=f.message) for f in error.findings
+                Problem(code=f.code, field=f.field, message=f.message) for f in error.findings
             ],
         )
     return CompositionReport(

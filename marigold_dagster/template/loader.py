@@ -11,16 +11,15 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from grammar_ops import Catalog, standard_catalog
+from grammar_ops import Catalog, Finding, standard_catalog
 from marigold_dagster.errors import (
     MarigoldError,
     TemplateError,
-    TemplateProblem,
     TemplatesInvalid,
     YamlLimitError,
     YamlSyntaxError,
 )
-from marigold_dagster.template.frame import Frame, _render_path, analyse_frame
+from marigold_dagster.template.frame import Frame, analyse_frame
 from marigold_dagster.template.model import (
     NAME_PATTERN,
     STEP_KIND_ERROR,
@@ -50,15 +49,11 @@ def load_template(path: Path | str, catalog: Catalog | None = None) -> Frame:
     try:
         text = _read_text(path)
     except YamlLimitError as error:
-        raise TemplateError(
-            path, [TemplateProblem("OVER_LIMIT", "", str(error), error.line)]
-        ) from None
+        raise TemplateError(path, [Finding("OVER_LIMIT", (), str(error), error.line)]) from None
     except YamlSyntaxError as error:
-        raise TemplateError(
-            path, [TemplateProblem("YAML_SYNTAX", "", str(error), error.line)]
-        ) from None
+        raise TemplateError(path, [Finding("YAML_SYNTAX", (), str(error), error.line)]) from None
     except OSError as error:
-        raise TemplateError(path, [TemplateProblem("UNREADABLE", "", str(error))]) from None
+        raise TemplateError(path, [Finding("UNREADABLE", (), str(error))]) from None
     return load_template_text(text, path, catalog)
 
 
@@ -78,28 +73,24 @@ def load_template_text(text: str, path: Path | str, catalog: Catalog | None = No
         # A backstop: parsing bounds nesting, so no template should get here; if one does, it
         # is one bad template, not a code location that fails to load.
         message = "the template nests too deeply to be checked; flatten it"
-        raise TemplateError(path, [TemplateProblem("OVER_LIMIT", "", message, None)]) from None
+        raise TemplateError(path, [Finding("OVER_LIMIT", (), message)]) from None
 
 
 def _check_text(text: str, path: Path, catalog: Catalog) -> Frame:
     try:
         source = parse_yaml(text)
     except YamlLimitError as error:
-        raise TemplateError(
-            path, [TemplateProblem("OVER_LIMIT", "", str(error), error.line)]
-        ) from None
+        raise TemplateError(path, [Finding("OVER_LIMIT", (), str(error), error.line)]) from None
     except YamlSyntaxError as error:
-        raise TemplateError(
-            path, [TemplateProblem("YAML_SYNTAX", "", str(error), error.line)]
-        ) from None
+        raise TemplateError(path, [Finding("YAML_SYNTAX", (), str(error), error.line)]) from None
 
     if not isinstance(source.data, dict):
         raise TemplateError(
             path,
             [
-                TemplateProblem(
+                Finding(
                     "NOT_A_MAPPING",
-                    "",
+                    (),
                     "a template is a YAML mapping with name, version, budget and steps",
                     1,
                 )
@@ -109,9 +100,9 @@ def _check_text(text: str, path: Path, catalog: Catalog) -> Frame:
         raise TemplateError(
             path,
             [
-                TemplateProblem(
+                Finding(
                     "YAML_BOOLEAN_KEY",
-                    _render_path(where),
+                    where,
                     f"YAML 1.1 reads the key `{key}` as the boolean "
                     f"{str(key.lower() in _TRUE_WORDS).lower()}, not the word: quote it "
                     f"('{key}': ...)",
@@ -125,15 +116,9 @@ def _check_text(text: str, path: Path, catalog: Catalog) -> Frame:
     except ValidationError as error:
         raise TemplateError(path, _pydantic_problems(error, source)) from None
 
-    frame, problems = analyse_frame(template, path, catalog)
+    frame, findings = analyse_frame(template, source, path, catalog)
     if frame is None:
-        raise TemplateError(
-            path,
-            [
-                TemplateProblem(p.code, p.field, p.message, source.line_of(where))
-                for where, p in problems
-            ],
-        )
+        raise TemplateError(path, findings)
     return frame
 
 
@@ -197,16 +182,16 @@ def load_templates_apart(
     return frames, errors
 
 
-def _pydantic_problems(error: ValidationError, source: YamlSource) -> list[TemplateProblem]:
+def _pydantic_problems(error: ValidationError, source: YamlSource) -> list[Finding]:
     problems = []
     for item in error.errors():
         loc, kind = _step_tag_removed(tuple(item["loc"]))
         if item["type"] == STEP_KIND_ERROR:
             loc = (*loc, "kind")
         problems.append(
-            TemplateProblem(
+            Finding(
                 code=_CODES.get(item["type"], item["type"].upper()),
-                field=_render_path(loc),
+                path=loc,
                 message=_explain(item, loc, kind),
                 line=source.line_of(loc),
             )
