@@ -24,7 +24,7 @@ import fnmatch
 import json
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,7 +49,7 @@ from dagster import (
 )
 
 from grammar_ops import Finding
-from marigold_dagster.errors import TemplateError, YamlSyntaxError
+from marigold_dagster.errors import TemplateError
 from marigold_dagster.jobs.launch_inputs import (
     input_run_config,
     run_config_inputs,
@@ -58,7 +58,6 @@ from marigold_dagster.keys import PARENT_RUN_TAG, PAUSED_AT_GATE, TRIGGER_FILE_T
 from marigold_dagster.records.correlation import correlation_id_of, launch_tags
 from marigold_dagster.template.frame import Frame
 from marigold_dagster.template.model import AfterTrigger
-from marigold_dagster.template.yaml_source import parse_yaml
 
 
 @dataclass(frozen=True)
@@ -250,7 +249,10 @@ def check_triggers(frames: Sequence[Frame]) -> list[TemplateError]:
     for frame in frames:
         problems = _problems(frame, frame_of)
         if problems:
-            errors.append(TemplateError(frame.path, _located(frame.path, problems)))
+            located = [
+                frame.located(Finding(code, where, message)) for where, code, message in problems
+            ]
+            errors.append(TemplateError(frame.path, located))
     return errors
 
 
@@ -391,16 +393,6 @@ def _follow_up_loop(start: str, frame_of: Mapping[str, Frame]) -> list[str]:
         if name in path:
             return []  # a loop that `start` only leads into is reported at its own members
         path.append(name)
-
-
-def _located(path: Path, problems: list[tuple[Where, str, str]]) -> list[Finding]:
-    line_of: Callable[[Where], int | None]
-    try:
-        source = parse_yaml(path.read_text(encoding="utf-8"))
-        line_of = source.line_of
-    except (OSError, YamlSyntaxError):  # loaded a moment ago; without lines if it changed since
-        line_of = lambda where: None  # noqa: E731
-    return [Finding(code, where, message, line_of(where)) for where, code, message in problems]
 
 
 def _valid_cron(cron: str) -> bool:

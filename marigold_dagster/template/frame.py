@@ -107,16 +107,22 @@ class FrameStep:
 
 @dataclass(frozen=True)
 class Frame:
-    """A validated template, its steps in topological order, and the catalog it resolved in."""
+    """A validated template, its steps in topological order, the catalog it resolved in, and
+    the YAML it was read from (so later checks name lines without reading the file again)."""
 
     template: Template
     path: Path
     catalog: Catalog
+    source: YamlSource = field(repr=False, compare=False)
     steps: dict[str, FrameStep] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
         return self.template.name
+
+    def located(self, finding: Finding) -> Finding:
+        """`finding` (a path in this template) with the line its path has in the file."""
+        return replace(finding, line=self.source.line_of(finding.path))
 
     def resolve(self, path: str) -> Path:
         """`path` as the template means it: relative to the template file unless absolute."""
@@ -210,7 +216,7 @@ def analyse_frame(
     if order is None:
         return None, problems
 
-    frame = Frame(template=template, path=path, catalog=catalog)
+    frame = Frame(template=template, path=path, catalog=catalog, source=source)
     for name in order:
         index = index_of[name]
         if any(dep not in frame.steps for dep in template.steps[index].depends_on):

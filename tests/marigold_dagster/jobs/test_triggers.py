@@ -19,7 +19,7 @@ from dagster import (
 
 from marigold_dagster.errors import TemplateError, TemplatesInvalid
 from marigold_dagster.jobs.definitions import build_defs
-from marigold_dagster.jobs.triggers import file_run_key
+from marigold_dagster.jobs.triggers import check_triggers, file_run_key
 from marigold_dagster.keys import (
     CORRELATION_TAG,
     PARENT_CORRELATION_TAG,
@@ -284,6 +284,21 @@ def test_trigger_problems_fail_the_definitions_with_file_line_and_field(
         build_defs(path.parent, catalog=catalog)
     message = problems_of(raised.value)
     assert f"{path}:8: {expected}" in message
+
+
+def test_trigger_findings_come_from_the_loaded_lines_not_the_file(write_template, catalog):
+    """Once loaded, the file may change or go: the lines are those the template was read with."""
+    text = INTAKE.replace("watch: {input: contracts,", "watch: {input: contract,")
+    frame = load_template(write_template("intake", text), catalog)
+    frame.path.write_text("# moved down\n" * 20 + text)
+    [error] = check_triggers([frame])
+    assert [(f.code, f.line) for f in error.findings] == [
+        ("UNKNOWN_INPUT", 8),
+        ("MISSING_INPUT", 8),
+    ]
+    frame.path.unlink()
+    [error] = check_triggers([frame])
+    assert [f.line for f in error.findings] == [8, 8]
 
 
 def test_follow_ups_in_a_loop_are_refused(write_template, catalog):
