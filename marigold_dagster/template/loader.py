@@ -1,11 +1,13 @@
 """Loading templates: YAML file -> validated `Template` -> analysed `Frame`, or every problem.
 
 Each problem is reported with the file, the line and the field, and says what would be valid.
+Templates loaded together (a folder) have their triggers checked against each other too.
 """
 
 from __future__ import annotations
 
 import difflib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,7 @@ from marigold_dagster.template.model import (
     TaskStep,
     Template,
 )
+from marigold_dagster.template.trigger_checks import check_triggers
 from marigold_dagster.template.yaml_source import (
     MAX_TEMPLATE_BYTES,
     YamlSource,
@@ -57,23 +60,35 @@ def load_template(path: Path | str, catalog: Catalog | None = None) -> Frame:
     return load_template_text(text, path, catalog)
 
 
-def load_template_text(text: str, path: Path | str, catalog: Catalog | None = None) -> Frame:
+def load_template_text(
+    text: str,
+    path: Path | str,
+    catalog: Catalog | None = None,
+    among: Sequence[Frame] | None = None,
+) -> Frame:
     """Check template YAML `text` as if it were the file at `path` (which need not exist).
 
     `path` names the file in every problem, must have the template's name as its stem, and
-    anchors relative input paths, exactly as for `load_template`.
+    anchors relative input paths, exactly as for `load_template`. With `among` (the other
+    templates of its folder), its triggers are checked as loading the folder would.
 
     Raises:
         TemplateError: with every problem found, each located by line and field.
     """
     path = Path(path)
     try:
-        return _check_text(text, path, catalog or standard_catalog())
+        frame = _check_text(text, path, catalog or standard_catalog())
     except RecursionError:
         # A backstop: parsing bounds nesting, so no template should get here; if one does, it
         # is one bad template, not a code location that fails to load.
         message = "the template nests too deeply to be checked; flatten it"
         raise TemplateError(path, [Finding("OVER_LIMIT", (), message)]) from None
+    if among is not None:
+        others = [other for other in among if other.name != frame.name]
+        for error in check_triggers([*others, frame]):
+            if error.path == path:
+                raise error
+    return frame
 
 
 def _check_text(text: str, path: Path, catalog: Catalog) -> Frame:
@@ -145,7 +160,7 @@ def _read_text(path: Path) -> str:
 
 
 def load_templates(directory: Path | str, catalog: Catalog | None = None) -> list[Frame]:
-    """Load every template in `directory` (sorted by file name).
+    """Load every template in `directory` (sorted by file name), triggers checked.
 
     Raises:
         TemplatesInvalid: listing every problem of every bad file.
@@ -162,7 +177,8 @@ def load_templates_apart(
     """Every template in `directory` that loads, and the errors of those that do not.
 
     For commands about one template (`marigold run X`), which need not refuse because another
-    file in the folder is broken.
+    file in the folder is broken. A template loads when its triggers check out against the
+    others that load (following one that does not is left to that one's own errors).
 
     Raises:
         MarigoldError: when the folder does not exist.
@@ -179,7 +195,10 @@ def load_templates_apart(
             frames.append(load_template(path, catalog))
         except TemplateError as error:
             errors.append(error)
-    return frames, errors
+    trigger_errors = check_triggers(frames, unloaded={error.path.stem for error in errors})
+    failed = {error.path for error in trigger_errors}
+    frames = [frame for frame in frames if frame.path not in failed]
+    return frames, sorted([*errors, *trigger_errors], key=lambda error: error.path)
 
 
 def _pydantic_problems(error: ValidationError, source: YamlSource) -> list[Finding]:
