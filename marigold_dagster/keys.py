@@ -132,6 +132,15 @@ VALIDATION_KEY = "marigold/validation"
 WHO_MAY_DECIDE_KEY = "marigold/who_may_decide"
 
 
+class GateStatus(StrEnum):
+    """Where a gate of a paused run stands: the status of a `GateState`."""
+
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    TIMED_OUT = "timed_out"  # no decision before the deadline: counts as rejected
+
+
 class StepStatus(StrEnum):
     """What became of a step, a chunk or a planned step: the value of `STATUS_KEY`."""
 
