@@ -55,7 +55,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import dagster as dg
 import httpx
-from pydantic import Field, PrivateAttr
+from pydantic import Field, PrivateAttr, model_validator
 
 from grammar_ops.failures import transient_status
 from grammar_ops.model import ModelCall, ModelError, ModelReply
@@ -173,15 +173,16 @@ class SGLangResource(dg.ConfigurableResource):
             "server='openai' always uses /v1/chat/completions."
         ),
     )
-    connect_timeout_s: float = Field(default=5.0, description="Seconds to open a connection.")
+    connect_timeout_s: float = Field(default=5.0, gt=0, description="Seconds to open a connection.")
     request_timeout_s: float = Field(
-        default=120.0, description="Seconds to wait for one generation request's response."
+        default=120.0, gt=0, description="Seconds to wait for one generation request's response."
     )
     setup_timeout_s: float = Field(
-        default=30.0, description="Seconds to wait for each server-check request at setup."
+        default=30.0, gt=0, description="Seconds to wait for each server-check request at setup."
     )
     max_in_flight: int | None = Field(
         default=None,
+        ge=1,
         description=(
             "Most prompts in flight at once across all servers, used exactly. Default: for "
             "each server, its /server_info max_running_requests "
@@ -190,6 +191,8 @@ class SGLangResource(dg.ConfigurableResource):
     )
     queue_headroom: float = Field(
         default=0.25,
+        ge=0,
+        le=4,
         description=(
             "Extra requests kept waiting at each server beyond its max_running_requests, as a "
             "fraction of it (rounded up to whole requests of batch_size prompts, at least one "
@@ -199,6 +202,7 @@ class SGLangResource(dg.ConfigurableResource):
     )
     batch_size: int = Field(
         default=1,
+        ge=1,
         description=(
             "Prompts per native /generate request (sent as a `text` list). 1 sends one prompt "
             "per request. Only for api='native'."
@@ -206,6 +210,7 @@ class SGLangResource(dg.ConfigurableResource):
     )
     max_new_tokens_limit: int | None = Field(
         default=None,
+        ge=1,
         description=(
             "Most tokens any call may generate: a call asking for more is sent with this "
             "limit, and an answer cut there fails as cut off. For small servers (a CPU, a "
@@ -214,30 +219,47 @@ class SGLangResource(dg.ConfigurableResource):
         ),
     )
     retry_max_attempts: int = Field(
-        default=5, description="Attempts per request, counting the first, before giving up."
+        default=5, ge=1, description="Attempts per request, counting the first, before giving up."
     )
     retry_backoff_base_s: float = Field(
-        default=0.2, description="Backoff before the first retry; doubles on every retry."
+        default=0.2, ge=0, description="Backoff before the first retry; doubles on every retry."
     )
-    retry_backoff_max_s: float = Field(default=10.0, description="Longest backoff between tries.")
+    retry_backoff_max_s: float = Field(
+        default=10.0, ge=0, description="Longest backoff between tries."
+    )
     retry_jitter: float = Field(
         default=0.5,
+        ge=0,
+        le=1,
         description="Fraction of each backoff that is randomised (0: none, 1: full jitter).",
     )
     price_per_1m_prompt_tokens: float = Field(
-        default=0.0, description="Cost in USD per million prompt tokens not served from cache."
+        default=0.0,
+        ge=0,
+        description="Cost in USD per million prompt tokens not served from cache.",
     )
     price_per_1m_completion_tokens: float = Field(
-        default=0.0, description="Cost in USD per million completion tokens."
+        default=0.0, ge=0, description="Cost in USD per million completion tokens."
     )
     price_per_1m_cached_tokens: float = Field(
-        default=0.0, description="Cost in USD per million prompt tokens served from the cache."
+        default=0.0,
+        ge=0,
+        description="Cost in USD per million prompt tokens served from the cache.",
     )
     log_prompts: bool = Field(
         default=False,
         description="Log full prompts and answers at INFO level. Off by default: prompts may "
         "hold private data.",
     )
+
+    @model_validator(mode="after")
+    def _batches_need_the_native_route(self) -> SGLangResource:
+        if self.batch_size > 1 and self.chat_route:
+            raise ValueError(
+                "batch_size > 1 needs api='native' on server='sglang' "
+                "(/v1/chat/completions has no list); set batch_size=1"
+            )
+        return self
 
     _client: httpx.Client | None = PrivateAttr(default=None)
     _pools: dict[str, list[httpx.AsyncClient]] = PrivateAttr(default_factory=dict)
@@ -301,7 +323,6 @@ class SGLangResource(dg.ConfigurableResource):
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         """Check every server, size concurrency, and open the HTTP clients."""
-        self._check_config()
         self._usage = ModelUsage()
         self._urls = self.urls
         self._round_robin = itertools.cycle(range(len(self._urls)))
@@ -376,30 +397,6 @@ class SGLangResource(dg.ConfigurableResource):
         for clients in self._pools.values():
             for client in clients:
                 await client.aclose()
-
-    def _check_config(self) -> None:
-        problems = []
-        if self.batch_size < 1:
-            problems.append(f"batch_size must be at least 1, got {self.batch_size}")
-        if self.batch_size > 1 and self.chat_route:
-            problems.append(
-                "batch_size > 1 needs api='native' on server='sglang' "
-                "(/v1/chat/completions has no list)"
-            )
-        if self.max_new_tokens_limit is not None and self.max_new_tokens_limit < 1:
-            problems.append(
-                f"max_new_tokens_limit must be at least 1, got {self.max_new_tokens_limit}"
-            )
-        if self.retry_max_attempts < 1:
-            problems.append(f"retry_max_attempts must be at least 1, got {self.retry_max_attempts}")
-        if self.max_in_flight is not None and self.max_in_flight < 1:
-            problems.append(f"max_in_flight must be at least 1, got {self.max_in_flight}")
-        if not 0.0 <= self.queue_headroom <= 4.0:
-            problems.append(f"queue_headroom must be between 0 and 4, got {self.queue_headroom}")
-        if not 0.0 <= self.retry_jitter <= 1.0:
-            problems.append(f"retry_jitter must be between 0 and 1, got {self.retry_jitter}")
-        if problems:
-            raise ModelServerCheckError("SGLangResource config is invalid: " + "; ".join(problems))
 
     def _with_headroom(self, capacity: int) -> int:
         """Prompts to keep in flight at a server running `capacity` at once.

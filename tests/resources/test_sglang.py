@@ -13,6 +13,7 @@ import dagster as dg
 import httpx
 import jsonschema
 import pytest
+from pydantic import ValidationError
 
 from grammar_ops.model import ModelCall, ModelClient, ModelError, ModelReply
 from resources.model_errors import ModelAnswerError, ModelServerCheckError, ModelServerError
@@ -119,15 +120,41 @@ def test_model_none_takes_the_served_model(open_model) -> None:
         assert model.complete(classify()).model == MODEL
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "valid"),
+    [
+        ("connect_timeout_s", 0, "greater than 0"),
+        ("request_timeout_s", -1.0, "greater than 0"),
+        ("setup_timeout_s", 0, "greater than 0"),
+        ("batch_size", 0, "greater than or equal to 1"),
+        ("max_in_flight", 0, "greater than or equal to 1"),
+        ("max_new_tokens_limit", 0, "greater than or equal to 1"),
+        ("queue_headroom", -0.1, "greater than or equal to 0"),
+        ("queue_headroom", 25, "less than or equal to 4"),  # a percentage for a fraction
+        ("retry_max_attempts", 0, "greater than or equal to 1"),
+        ("retry_backoff_base_s", -1, "greater than or equal to 0"),
+        ("retry_backoff_max_s", -1, "greater than or equal to 0"),
+        ("retry_jitter", 1.5, "less than or equal to 1"),
+        ("retry_jitter", -0.5, "greater than or equal to 0"),
+        ("price_per_1m_prompt_tokens", -1, "greater than or equal to 0"),
+        ("price_per_1m_completion_tokens", -1, "greater than or equal to 0"),
+        ("price_per_1m_cached_tokens", -1, "greater than or equal to 0"),
+    ],
+)
+def test_a_value_out_of_range_fails_when_the_resource_is_built(
+    field: str, value: float, valid: str
+) -> None:
+    with pytest.raises(ValidationError) as caught:
+        SGLangResource(base_url="http://127.0.0.1:1", **{field: value})
+    message = str(caught.value)
+    assert f"\n{field}\n" in message and valid in message
+
+
 def test_bad_config_is_reported_before_any_request(open_model) -> None:
-    with pytest.raises(ModelServerCheckError, match="batch_size > 1 needs api='native'"):
-        with open_model(api="openai", batch_size=4):
-            pass
+    with pytest.raises(ValidationError, match="batch_size > 1 needs api='native'"):
+        SGLangResource(base_url="http://127.0.0.1:1", api="openai", batch_size=4)
     with pytest.raises(ModelServerCheckError, match="not an http"):
         with open_model(base_url="ftp://example"):
-            pass
-    with pytest.raises(ModelServerCheckError, match="queue_headroom must be between 0 and 4"):
-        with open_model(queue_headroom=25):  # a percentage where a fraction is meant
             pass
 
 
