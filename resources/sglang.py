@@ -1,11 +1,11 @@
 """`SGLangResource`: a Dagster resource that calls a model served by SGLang over HTTP.
 
-It implements the grammar's `ModelClient`. Config is plain described fields; the live HTTP
-clients (an `httpx.Client` for the server check, an `httpx.AsyncClient` on a private event loop
-thread for generation) are built in `setup_for_execution` and closed in
-`teardown_after_execution`. Every call goes through one async path with bounded concurrency,
-retries with exponential backoff and jitter, and validation of structured answers; usage is
-counted per run and per step in `resource.usage`.
+It implements the grammar's `ModelClient`. Config is plain described fields, each with its
+valid range; the live HTTP clients (an `httpx.Client` for the server check, `httpx.AsyncClient`s
+for generation, on the event loop an anyio blocking portal runs in its own thread) are built in
+`setup_for_execution` and closed in `teardown_after_execution`. Every call goes through one
+async path with bounded concurrency, retries with exponential backoff and jitter, and
+validation of structured answers; usage is counted per run and per step in `resource.usage`.
 
 Concurrency: unless `max_in_flight` is set, the resource keeps each server's
 `max_running_requests` (from `/server_info`) running plus `queue_headroom` more waiting in the
@@ -50,18 +50,19 @@ import ssl
 import time
 import uuid
 from collections.abc import Mapping, Sequence
+from contextlib import ExitStack
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 import dagster as dg
 import httpx
+from anyio.from_thread import BlockingPortal, start_blocking_portal
 from pydantic import Field, PrivateAttr, model_validator
 
 from grammar_ops.failures import transient_status
 from grammar_ops.model import ModelCall, ModelError, ModelReply
 from grammar_ops.schemas import SchemaNotAllowed, build_validator
 from grammar_ops.tokens import count_tokens
-from resources.event_loop_thread import EventLoopThread
 from resources.model_errors import ModelAnswerError, ModelServerCheckError, ModelServerError
 from resources.model_usage import ModelUsage
 from resources.regex_choices import anchored_regex, choices_regex
@@ -264,7 +265,8 @@ class SGLangResource(dg.ConfigurableResource):
     _client: httpx.Client | None = PrivateAttr(default=None)
     _pools: dict[str, list[httpx.AsyncClient]] = PrivateAttr(default_factory=dict)
     _pool_busy: dict[str, list[int]] = PrivateAttr(default_factory=dict)
-    _loop_thread: EventLoopThread | None = PrivateAttr(default=None)
+    _portal: BlockingPortal | None = PrivateAttr(default=None)
+    _portal_exit: ExitStack | None = PrivateAttr(default=None)
     _slots: asyncio.Semaphore | None = PrivateAttr(default=None)
     _urls: list[str] = PrivateAttr(default_factory=list)
     _round_robin: Any = PrivateAttr(default=None)
@@ -335,8 +337,12 @@ class SGLangResource(dg.ConfigurableResource):
             self._in_flight_limit = self.max_in_flight or sum(
                 self._with_headroom(capacity) for capacity in capacities
             )
-            self._loop_thread = EventLoopThread(name=f"sglang-{self.model_name}")
-            self._loop_thread.run(self._open_async_client())
+            # One loop for the whole run: the async clients are bound to the loop they run on.
+            self._portal_exit = ExitStack()
+            self._portal = self._portal_exit.enter_context(
+                start_blocking_portal(name=f"sglang-{self.model_name}")
+            )
+            self._portal.call(self._open_async_client)
         except BaseException:
             self._close()
             raise
@@ -353,20 +359,22 @@ class SGLangResource(dg.ConfigurableResource):
         )
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
-        """Close the HTTP clients and stop the event loop thread."""
+        """Close the HTTP clients and stop the portal's event loop."""
         self._close()
 
     def _close(self) -> None:
         try:
-            if self._loop_thread is not None and self._pools:
-                self._loop_thread.run(self._close_pools())
+            if self._portal is not None and self._pools:
+                self._portal.call(self._close_pools)
         finally:
             self._pools = {}
             try:
-                if self._loop_thread is not None:
-                    self._loop_thread.stop()
+                if self._portal is not None:
+                    self._portal.call(self._portal.stop, True)  # cancel what is left on it
+                if self._portal_exit is not None:
+                    self._portal_exit.close()  # joins the portal's thread
             finally:
-                self._loop_thread = None
+                self._portal, self._portal_exit = None, None
                 if self._client is not None:
                     self._client.close()
                 self._client = None
@@ -612,16 +620,17 @@ class SGLangResource(dg.ConfigurableResource):
     def complete_many(self, calls: Sequence[ModelCall]) -> list[ModelReply | ModelError]:
         """Answer many calls with up to `in_flight_limit` prompts in flight, results in order.
 
-        Safe to call from any thread (a Dagster op's, or several at once): the work runs on the
-        resource's own event loop thread. A failed call yields its `ModelError` in place.
+        Safe to call from any thread (a Dagster op's, several at once, or one running an event
+        loop of its own): the work runs on the resource's portal. A failed call yields its
+        `ModelError` in place.
         """
-        if self._loop_thread is None or not self._pools:
+        if self._portal is None or not self._pools:
             raise ModelServerError(self._not_set_up())
         calls = list(calls)
         if not calls:
             return []
         started = time.perf_counter()
-        results = self._loop_thread.run(self._complete_all(calls))
+        results = self._portal.call(self._complete_all, calls)
         for result in results:
             if isinstance(result, ModelError):
                 self._usage.record_failure(result)

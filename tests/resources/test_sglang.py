@@ -375,6 +375,27 @@ def test_complete_many_works_from_threads_and_inside_a_running_event_loop(open_m
     assert outcomes == [5, 5, 5, 1]
 
 
+def test_one_event_loop_serves_the_run_and_teardown_ends_it(open_model) -> None:
+    def portal_threads() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.name == f"sglang-{MODEL}"]
+
+    async def running_loop() -> asyncio.AbstractEventLoop:
+        return asyncio.get_running_loop()
+
+    with open_model() as model:
+        assert len(portal_threads()) == 1
+        model.complete_many([classify("first")])
+        portal = model._portal  # noqa: SLF001
+        assert portal is not None
+        loop = portal.call(running_loop)
+        model.complete_many([classify("second")])
+        assert portal.call(running_loop) is loop  # the async clients stay on one loop
+    assert portal_threads() == []  # torn down: the portal stopped and its thread joined
+    assert model._portal is None  # noqa: SLF001
+    with pytest.raises(ModelServerError, match="not set up"):
+        model.complete(classify())
+
+
 # ----------------------------------------------------------------------------- errors and retries
 
 
