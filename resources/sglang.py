@@ -58,9 +58,11 @@ import dagster as dg
 import httpx
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 from pydantic import Field, PrivateAttr, model_validator
+from tenacity import RetryCallState
 
 from grammar_ops.failures import transient_status
 from grammar_ops.model import ModelCall, ModelError, ModelReply
+from grammar_ops.retrying import async_retrying, backoff_wait
 from grammar_ops.schemas import SchemaNotAllowed, build_validator
 from grammar_ops.tokens import count_tokens
 from resources.model_errors import ModelAnswerError, ModelServerCheckError, ModelServerError
@@ -684,13 +686,6 @@ class SGLangResource(dg.ConfigurableResource):
     def _next_url(self) -> str:
         return self._urls[next(self._round_robin)]
 
-    def _backoff(self, attempt: int, retry_after: float | None) -> float:
-        delay = min(self.retry_backoff_max_s, self.retry_backoff_base_s * (2**attempt))
-        delay *= 1.0 - self.retry_jitter * self._rng.random()
-        if retry_after is not None:
-            delay = max(delay, min(retry_after, self.retry_backoff_max_s))
-        return delay
-
     async def _post(self, url: str, path: str, body: dict[str, Any]) -> httpx.Response:
         """POST once a slot is free, through the least busy of the server's connection pools.
 
@@ -720,70 +715,85 @@ class SGLangResource(dg.ConfigurableResource):
             ]
         call_ids = [uuid.uuid4().hex[:16] for _ in calls]
         started = time.perf_counter()
-        failure = _RetryableFailure("no attempt was made")
-        for attempt in range(self.retry_max_attempts):
-            url = self._next_url()
-            where = display_url(url)
-            path, body = self._request_body(calls, [f"{c}.{attempt}" for c in call_ids])
-            if self.log_prompts:
-                for call, call_id in zip(calls, call_ids, strict=True):
-                    logger.info("Model call %s prompt: %s", call_id, call.prompt)
-            try:
-                response = await self._post(url, path, body)
-            except httpx.TimeoutException as exc:
-                failure = _RetryableFailure(
-                    f"{where}{path} timed out ({type(exc).__name__}; "
-                    f"request_timeout_s={self.request_timeout_s})"
-                )
-            except httpx.TransportError as exc:
-                failure = _RetryableFailure(
-                    f"{where}{path} connection failed ({type(exc).__name__}: {exc})"
-                )
-            else:
-                status = response.status_code
-                if status == 200:
-                    latency = time.perf_counter() - started
-                    return self._read_answers(calls, call_ids, response, where, attempt, latency)
-                message = server_message(response)
-                if not _is_retryable_status(status):
-                    hint = ""
-                    if status in (401, 403):
-                        hint = " (check api_key against the server's --api-key)"
-                    error_text = (
-                        f"{where}{path} refused the request with HTTP {status}: {message}{hint}"
-                    )
-                    return [
-                        ModelServerError(error_text, url=where, status=status, retries=attempt)
-                        for _ in calls
-                    ]
-                failure = _RetryableFailure(
-                    f"{where}{path} answered HTTP {status}: {message}",
-                    status=status,
-                    retry_after=_retry_after(response),
-                )
-            if attempt + 1 < self.retry_max_attempts:
-                delay = self._backoff(attempt, failure.retry_after)
-                logger.info(
-                    "Model request for %d call(s) failed (%s); retry %d of %d in %.2fs",
-                    len(calls),
-                    failure.reason,
-                    attempt + 1,
-                    self.retry_max_attempts - 1,
-                    delay,
-                )
-                await asyncio.sleep(delay)
-        message = (
-            f"Model request failed after {self.retry_max_attempts} attempt(s); last error: "
-            f"{failure.reason}. Raise retry_max_attempts or request_timeout_s, or check the server"
-        )
-        return [
-            ModelServerError(
-                message,
-                status=failure.status,
-                retries=self.retry_max_attempts - 1,
-                retryable=True,
+
+        def log_retry(state: RetryCallState) -> None:
+            failure = state.outcome.exception() if state.outcome else None
+            logger.info(
+                "Model request for %d call(s) failed (%s); retry %d of %d in %.2fs",
+                len(calls),
+                getattr(failure, "reason", failure),
+                state.attempt_number,
+                self.retry_max_attempts - 1,
+                state.upcoming_sleep,
             )
-            for _ in calls
+
+        tries = async_retrying(
+            self.retry_max_attempts,
+            backoff_wait(
+                self.retry_backoff_base_s, self.retry_backoff_max_s, self.retry_jitter, self._rng
+            ),
+            retry_on=lambda error: isinstance(error, _RetryableFailure),
+            before_sleep=log_retry,
+        )
+        try:
+            async for attempt in tries:
+                with attempt:
+                    return await self._send_once(
+                        calls, call_ids, attempt.retry_state.attempt_number - 1, started
+                    )
+        except _RetryableFailure as failure:
+            message = (
+                f"Model request failed after {self.retry_max_attempts} attempt(s); last error: "
+                f"{failure.reason}. Raise retry_max_attempts or request_timeout_s, or check the "
+                "server"
+            )
+            return [
+                ModelServerError(
+                    message,
+                    status=failure.status,
+                    retries=self.retry_max_attempts - 1,
+                    retryable=True,
+                )
+                for _ in calls
+            ]
+        raise AssertionError("the retry loop ended without an answer or a failure")
+
+    async def _send_once(
+        self, calls: list[ModelCall], call_ids: list[str], attempt: int, started: float
+    ) -> list[ModelReply | ModelError]:
+        """One try: the answers, or `_RetryableFailure` when another try may succeed."""
+        url = self._next_url()
+        where = display_url(url)
+        path, body = self._request_body(calls, [f"{c}.{attempt}" for c in call_ids])
+        if self.log_prompts:
+            for call, call_id in zip(calls, call_ids, strict=True):
+                logger.info("Model call %s prompt: %s", call_id, call.prompt)
+        try:
+            response = await self._post(url, path, body)
+        except httpx.TimeoutException as exc:
+            raise _RetryableFailure(
+                f"{where}{path} timed out ({type(exc).__name__}; "
+                f"request_timeout_s={self.request_timeout_s})"
+            ) from None
+        except httpx.TransportError as exc:
+            raise _RetryableFailure(
+                f"{where}{path} connection failed ({type(exc).__name__}: {exc})"
+            ) from None
+        status = response.status_code
+        if status == 200:
+            latency = time.perf_counter() - started
+            return self._read_answers(calls, call_ids, response, where, attempt, latency)
+        message = server_message(response)
+        if _is_retryable_status(status):
+            raise _RetryableFailure(
+                f"{where}{path} answered HTTP {status}: {message}",
+                status=status,
+                retry_after=_retry_after(response),
+            )
+        hint = " (check api_key against the server's --api-key)" if status in (401, 403) else ""
+        error_text = f"{where}{path} refused the request with HTTP {status}: {message}{hint}"
+        return [
+            ModelServerError(error_text, url=where, status=status, retries=attempt) for _ in calls
         ]
 
     def _request_body(self, calls: list[ModelCall], rids: list[str]) -> tuple[str, dict[str, Any]]:

@@ -15,6 +15,7 @@ import jsonschema
 import pytest
 from pydantic import ValidationError
 
+from grammar_ops import retrying
 from grammar_ops.model import ModelCall, ModelClient, ModelError, ModelReply
 from resources.model_errors import ModelAnswerError, ModelServerCheckError, ModelServerError
 from resources.sglang import SGLangResource, display_url
@@ -420,6 +421,54 @@ def test_transient_faults_are_retried_until_success(
     assert reply.retries == 2
     stats = server.stats()
     assert stats.faults == {fault: 2} and stats.responses_ok == 1
+
+
+@pytest.fixture
+def waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The waits between tries, recorded instead of slept."""
+    recorded: list[float] = []
+
+    async def record(seconds: float) -> None:
+        recorded.append(seconds)
+
+    monkeypatch.setattr(retrying, "async_sleep", record)
+    return recorded
+
+
+def test_retries_back_off_exponentially_to_the_ceiling(
+    server: SGLangTestServer, open_model, waits: list[float]
+) -> None:
+    server.set_faults(FaultPlan(sequence=["http_503"] * 4))
+    backoff = {"retry_backoff_base_s": 0.1, "retry_backoff_max_s": 0.25}
+    with open_model(**backoff, retry_jitter=0.0) as model:
+        assert model.complete(classify()).retries == 4
+    assert waits == pytest.approx([0.1, 0.2, 0.25, 0.25])
+
+
+def test_retry_jitter_shortens_each_wait_by_up_to_its_fraction(
+    server: SGLangTestServer, open_model, waits: list[float]
+) -> None:
+    server.set_faults(FaultPlan(sequence=["http_503"] * 12))
+    backoff = {"retry_backoff_base_s": 0.1, "retry_backoff_max_s": 0.1}
+    with open_model(**backoff, retry_jitter=0.5, retry_max_attempts=13) as model:
+        model.complete(classify())
+    assert len(waits) == 12
+    assert all(0.05 <= wait <= 0.1 for wait in waits)
+    assert len(set(waits)) > 1 and min(waits) < 0.09  # drawn, not the full backoff every time
+
+
+def test_a_retry_after_header_is_honoured_up_to_the_ceiling(
+    server: SGLangTestServer, open_model, waits: list[float]
+) -> None:
+    server.set_faults(FaultPlan(sequence=["http_429", "http_429"], retry_after_s=2))
+    with open_model(retry_backoff_base_s=0.01, retry_backoff_max_s=5.0) as model:
+        model.complete(classify())
+    assert waits == [2.0, 2.0]
+    waits.clear()
+    server.set_faults(FaultPlan(sequence=["http_503"], retry_after_s=30))
+    with open_model(retry_backoff_base_s=0.01, retry_backoff_max_s=0.5) as model:
+        model.complete(classify())
+    assert waits == [0.5]  # a server asking for longer than retry_backoff_max_s is capped
 
 
 def test_a_hung_request_times_out_and_is_retried(server: SGLangTestServer, open_model) -> None:
