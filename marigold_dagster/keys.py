@@ -228,6 +228,10 @@ def collect_op_name(step: str, phase: int) -> str:
 
 
 # -- asset keys and dynamic partitions
+PLAN_VALIDATED_CHECK = "plan_validated"  # asset check on a planning step's plan asset
+EVERY_ROW_PROCESSED_CHECK = "every_row_processed"  # asset check on a batch step's asset
+
+
 def input_asset_key(template: str, name: str) -> AssetKey:
     return AssetKey([template, "inputs", name])
 

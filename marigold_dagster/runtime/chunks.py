@@ -582,7 +582,7 @@ def merge_chunks(
     yield from materializations(frame, step, metadata)
     yield AssetCheckEvaluation(
         asset_key=step_asset_key(frame.name, step.name),
-        check_name="every_row_processed",
+        check_name=keys.EVERY_ROW_PROCESSED_CHECK,
         passed=not failed,
         severity=AssetCheckSeverity.WARN,
         metadata={keys.RECONCILIATION_KEY: line, keys.ROWS_DEAD_LETTERED_KEY: len(failed)},
