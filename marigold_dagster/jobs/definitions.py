@@ -10,6 +10,7 @@ from typing import Any
 from dagster import Definitions, FilesystemIOManager
 
 from grammar_ops import Catalog
+from marigold_dagster.jobs.asset_checks import template_asset_checks
 from marigold_dagster.jobs.assets import template_asset_specs
 from marigold_dagster.jobs.compiler import compile_frame
 from marigold_dagster.jobs.deployment_resources import fixed_resources
@@ -61,6 +62,7 @@ def defs_for_frames(
     built = build_triggers(frames, jobs) if triggers else None
     return Definitions(
         assets=[spec for frame in frames for spec in template_asset_specs(frame)],
+        asset_checks=[check for frame in frames for check in template_asset_checks(frame)],
         jobs=[*jobs, gate_decision_job],
         sensors=[
             *build_run_summary_sensors(frames, jobs),
