@@ -38,9 +38,7 @@ from tests.support.deployment import BIN, ROOT, DagsterDeployment  # noqa: E402
 ADMIN = {"host": "127.0.0.1", "port": 5432, "user": "postgres", "dbname": "test"}
 
 
-def ui_run(
-    deployment: DagsterDeployment, template: str, executor: str | None
-) -> dict[str, float]:
+def ui_run(deployment: DagsterDeployment, template: str, executor: str | None) -> dict[str, float]:
     started = time.time()
     run_config = {"execution": {"config": {executor: {}}}} if executor else {}
     run_id = deployment.launch_run(template, run_config)
@@ -110,9 +108,7 @@ def main() -> None:
                 "wall_s": round(median(samples, "wall_s"), 3),
                 "samples": samples,
             }
-        results["run_time_ratio_ui_over_cli"] = round(
-            median(ui, "run_s") / median(cli, "run_s"), 3
-        )
+        results["run_time_ratio_ui_over_cli"] = round(median(ui, "run_s") / median(cli, "run_s"), 3)
         results["wall_time_ratio_ui_over_cli"] = round(
             median(ui, "wall_s") / median(cli, "wall_s"), 3
         )

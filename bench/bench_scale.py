@@ -11,10 +11,13 @@ process of its own (so peak RSS is that size's):
    `complete_many` from one op: the baseline.
 
 It prints JSON: per size rows/s, throughput / capacity, template / direct, peak RSS, event-log
-rows and bytes per chunk, and across sizes time(50k) / time(10k) and RSS(50k) / RSS(10k).
+rows and bytes per chunk, the template's extra seconds per chunk, and across sizes
+time(50k) / time(10k) and RSS(50k) / RSS(10k). Without `--chunk-rows` the template leaves
+`batch.size` to its default (`DEFAULT_BATCH_ROWS`); with it, each value is compared.
 Run from the repository root:
 
     .venv/bin/python bench/bench_scale.py --rows 1000 10000 50000
+    .venv/bin/python bench/bench_scale.py --rows 50000 --chunk-rows 2000 5000 10000
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ steps:
   - name: classify
     kind: batch
     depends_on: [load]
-    batch: {{size: {chunk_rows}, failure_strategy: continue}}
+    batch: {{{size}failure_strategy: continue}}
     uses: classify_records
     with: {{field: text, labels: [low, medium, high], output_field: risk}}
   - name: count
@@ -66,7 +69,7 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def child_template(rows: int, chunk_rows: int, work: Path) -> dict[str, Any]:
+def child_template(rows: int, chunk_rows: int | None, work: Path) -> dict[str, Any]:
     """Run the template over `rows` rows in this process; its timing, RSS and event-log size."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -77,7 +80,8 @@ def child_template(rows: int, chunk_rows: int, work: Path) -> dict[str, Any]:
 
     templates = work / "templates"
     templates.mkdir()
-    (templates / "scale.yaml").write_text(TEMPLATE.format(chunk_rows=chunk_rows))
+    size = "" if chunk_rows is None else f"size: {chunk_rows}, "
+    (templates / "scale.yaml").write_text(TEMPLATE.format(size=size))
     pq.write_table(pa.table({"text": [text(i) for i in range(rows)]}), templates / "rows.parquet")
     home = work / "home"
     home.mkdir()
@@ -144,12 +148,14 @@ def child_direct(rows: int) -> dict[str, Any]:
     return out
 
 
-def run_child(kind: str, rows: int, chunk_rows: int, url: str) -> dict[str, Any]:
+def run_child(kind: str, rows: int, chunk_rows: int | None, url: str) -> dict[str, Any]:
     env = {**os.environ, "MARIGOLD_SGLANG_URL": url, "MARIGOLD_SGLANG_MODEL": MODEL}
+    chunk_args = [] if chunk_rows is None else ["--chunk-rows", str(chunk_rows)]
     with tempfile.TemporaryDirectory() as work:
         done = subprocess.run(
             [sys.executable, __file__, "--child", kind, "--rows", str(rows)]
-            + ["--chunk-rows", str(chunk_rows), "--work", work],
+            + chunk_args
+            + ["--work", work],
             env=env,
             capture_output=True,
             text=True,
@@ -162,19 +168,27 @@ def run_child(kind: str, rows: int, chunk_rows: int, url: str) -> dict[str, Any]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[1000, 10000, 50000])
-    parser.add_argument("--chunk-rows", type=int, default=2000, help="the template's batch.size")
+    parser.add_argument(
+        "--chunk-rows",
+        type=int,
+        nargs="*",
+        default=[],
+        help="batch.size values to compare (none: the template omits it, taking the default)",
+    )
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--latency-ms", type=float, default=40.0)
     parser.add_argument("--child", choices=["template", "direct"])
     parser.add_argument("--work", type=Path)
     args = parser.parse_args()
+    chunk_settings: list[int | None] = list(args.chunk_rows) or [None]
     if args.child == "template":
-        print(json.dumps(child_template(args.rows[0], args.chunk_rows, args.work)))
+        print(json.dumps(child_template(args.rows[0], chunk_settings[0], args.work)))
         return
     if args.child == "direct":
         print(json.dumps(child_direct(args.rows[0])))
         return
 
+    from marigold_dagster.template.model import DEFAULT_BATCH_ROWS
     from resources.sglang_test_server import SGLangTestServer, SGLangTestServerConfig
 
     capacity = args.concurrency / (args.latency_ms / 1000.0)
@@ -188,27 +202,34 @@ def main() -> None:
         "capacity_prompts_per_s": capacity,
         "concurrency": args.concurrency,
         "latency_ms": args.latency_ms,
-        "chunk_rows": args.chunk_rows,
-        "sizes": {},
+        "default_batch_size": DEFAULT_BATCH_ROWS,
+        "runs": {},
     }
     with SGLangTestServer(config, in_subprocess=True) as server:
         for rows in args.rows:
-            template = run_child("template", rows, args.chunk_rows, server.url)
-            direct = run_child("direct", rows, args.chunk_rows, server.url)
-            rate = rows / template["elapsed_s"]
-            report["sizes"][rows] = {
-                "template": template,
-                "direct": direct,
-                "template_rows_per_s": round(rate, 1),
-                "template_over_capacity": round(rate / capacity, 3),
-                "direct_over_capacity": round(rows / direct["elapsed_s"] / capacity, 3),
-                "template_over_direct": round(direct["elapsed_s"] / template["elapsed_s"], 3),
-            }
-    sizes = report["sizes"]
-    if 10000 in sizes and 50000 in sizes:
-        big, small = sizes[50000]["template"], sizes[10000]["template"]
-        report["time_50k_over_10k"] = round(big["elapsed_s"] / small["elapsed_s"], 3)
-        report["rss_50k_over_10k"] = round(big["peak_rss_mb"] / small["peak_rss_mb"], 3)
+            direct = run_child("direct", rows, None, server.url)
+            for chunk_rows in chunk_settings:
+                template = run_child("template", rows, chunk_rows, server.url)
+                rate = rows / template["elapsed_s"]
+                setting = "default" if chunk_rows is None else f"size_{chunk_rows}"
+                report["runs"].setdefault(setting, {})[rows] = {
+                    "template": template,
+                    "direct": direct,
+                    "template_rows_per_s": round(rate, 1),
+                    "template_over_capacity": round(rate / capacity, 3),
+                    "direct_over_capacity": round(rows / direct["elapsed_s"] / capacity, 3),
+                    "template_over_direct": round(direct["elapsed_s"] / template["elapsed_s"], 3),
+                    # Everything the template spends beyond the model work, per chunk: an upper
+                    # bound on one chunk's fixed cost (it includes the load, split, merge, count).
+                    "extra_s_per_chunk": round(
+                        (template["elapsed_s"] - direct["elapsed_s"]) / template["chunks"], 3
+                    ),
+                }
+    for runs in report["runs"].values():
+        if 10000 in runs and 50000 in runs:
+            big, small = runs[50000]["template"], runs[10000]["template"]
+            runs["time_50k_over_10k"] = round(big["elapsed_s"] / small["elapsed_s"], 3)
+            runs["rss_50k_over_10k"] = round(big["peak_rss_mb"] / small["peak_rss_mb"], 3)
     print(json.dumps(report, indent=2))
 
 

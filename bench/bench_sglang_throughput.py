@@ -4,9 +4,10 @@ Starts the SGLang-compatible TEST DOUBLE (no model) in its own process with a fi
 (`--concurrency` prompts running at once, each taking `--latency-ms`; the queue holds every
 prompt), then sends `--prompts` classification prompts:
 
-1. through `SGLangResource` from ONE Dagster op (`execute_in_process`), with its in-flight
-   limit as configured by default: derived from `/server_info` (`--concurrency` running) plus
-   its `queue_headroom` waiting at the server (or `--max-in-flight`, used exactly), and
+1. through `SGLangResource` from ONE Dagster op (`execute_in_process`), bound as the jobs bind
+   it (`--batch-size` defaults to `model_binding.DEFAULT_BATCH_SIZE` prompts per request), with
+   its in-flight limit as configured by default: derived from `/server_info` (`--concurrency`
+   running) plus its `queue_headroom` waiting at the server (or `--max-in-flight`, exactly), and
 2. through a plain asyncio + httpx loop written here, with `--concurrency` in flight: the naive
    baseline, which leaves a slot idle for a round trip each time one frees.
 
@@ -15,7 +16,7 @@ limit, each path's throughput, its ratio to capacity, and the resource's ratio t
 loop. Run from the repository root:
 
     .venv/bin/python bench/bench_sglang_throughput.py --prompts 5000 --concurrency 64 \\
-        --latency-ms 40 --batch-size 16
+        --latency-ms 40
 """
 
 import argparse
@@ -34,6 +35,7 @@ from dagster import OpExecutionContext
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from grammar_ops.model import ModelCall, ModelError  # noqa: E402
+from marigold_dagster.jobs.model_binding import DEFAULT_BATCH_SIZE  # noqa: E402
 from resources.regex_choices import choices_regex  # noqa: E402
 from resources.sglang import SGLangResource  # noqa: E402
 from resources.sglang_test_server import SGLangTestServer, SGLangTestServerConfig  # noqa: E402
@@ -122,7 +124,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--latency-ms", type=float, default=40.0)
     parser.add_argument(
-        "--batch-size", type=int, default=16, help="prompts per native /generate request"
+        "--batch-size",
+        type=int,
+        default=DEFAULT_BATCH_SIZE,
+        help="prompts per native /generate request (default: what the jobs bind)",
     )
     parser.add_argument(
         "--max-in-flight",

@@ -161,7 +161,7 @@ def _check_names(catalog: Catalog, names: Iterable[str]) -> None:
         raise CompositionError(
             Finding(
                 "UNKNOWN_CAPABILITY",
-                "names",
+                ("names",),
                 f"capability `{n}` not found.{_suggest(n, catalog.names())} "
                 f"Known capabilities: {', '.join(catalog.names())}",
             )

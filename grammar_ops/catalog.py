@@ -20,7 +20,7 @@ from grammar_ops.composition import (
     config_findings,
 )
 from grammar_ops.contracts import Kind
-from grammar_ops.findings import CompositionError, Finding
+from grammar_ops.findings import CompositionError, Finding, FindingPath
 from grammar_ops.primitive import Primitive
 
 
@@ -79,7 +79,7 @@ class Catalog:
         config: Mapping[str, Any] | None = None,
         *,
         input_kind: Kind | None = None,
-        location: str = "uses",
+        location: FindingPath = ("uses",),
     ) -> Composition:
         """A composition for one capability by name with its config.
 
@@ -93,7 +93,7 @@ class Catalog:
                 self._primitives[uses].Config.model_validate(config)
             except ValidationError as error:
                 raise CompositionError(
-                    config_findings(error, "with", self._primitives[uses].Config)
+                    config_findings(error, ("with",), self._primitives[uses].Config)
                 ) from None
             return assemble_composition(
                 [{"use": uses, "with": config}],
@@ -117,13 +117,13 @@ class Catalog:
         try:
             pattern_config = pattern.Config.model_validate(config)
         except ValidationError as error:
-            raise CompositionError(config_findings(error, "with", pattern.Config)) from None
+            raise CompositionError(config_findings(error, ("with",), pattern.Config)) from None
         return assemble_composition(
             pattern.expand(pattern_config),
             self._primitives,
             source=uses,
             input_kind=input_kind,
-            location=f"{location}({uses})",
+            location=(*location, f"({uses})"),
         )
 
     def compose(
@@ -131,7 +131,7 @@ class Catalog:
         entries: Sequence[Mapping[str, Any]],
         *,
         input_kind: Kind | None = None,
-        location: str = "compose",
+        location: FindingPath = ("compose",),
     ) -> Composition:
         """A composition from inline entries (`compose: [{use, with}, ...]`)."""
         return assemble_composition(

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from grammar_ops.context import PrimitiveContext
 from grammar_ops.contracts import Kind, kind_of, row_count
-from grammar_ops.findings import CompositionError, Finding, PrimitiveError
+from grammar_ops.findings import CompositionError, Finding, FindingPath, PrimitiveError
 from grammar_ops.primitive import HandlerType, Primitive
 
 
@@ -140,7 +140,7 @@ def _suggest(name: str, known: Iterable[str], cutoff: float = 0.6) -> str:
 
 
 def config_findings(
-    error: ValidationError, location: str, model: type[BaseModel] | None = None
+    error: ValidationError, location: FindingPath, model: type[BaseModel] | None = None
 ) -> list[Finding]:
     """One `INVALID_CONFIG` finding per pydantic error, located at the offending field.
 
@@ -149,8 +149,6 @@ def config_findings(
     """
     findings = []
     for item in error.errors():
-        field = ".".join(str(part) for part in item["loc"])
-        where = f"{location}.{field}" if field else location
         message = item["msg"]
         if item["type"] == "extra_forbidden" and model is not None and item["loc"]:
             key = str(item["loc"][-1])
@@ -159,7 +157,7 @@ def config_findings(
                 message = f"unknown key `{key}`.{_suggest(key, valid, 0.5)} Valid keys here: " + (
                     ", ".join(valid)
                 )
-        findings.append(Finding("INVALID_CONFIG", where, message))
+        findings.append(Finding("INVALID_CONFIG", (*location, *item["loc"]), message))
     return findings
 
 
@@ -194,7 +192,7 @@ def assemble_composition(
     *,
     source: str = "inline",
     input_kind: Kind | None = None,
-    location: str = "compose",
+    location: FindingPath = ("compose",),
 ) -> Composition:
     """Validate `entries` (`[{use: name, with: {...}}, ...]`) into a `Composition`.
 
@@ -212,7 +210,7 @@ def assemble_composition(
         )
 
     for index, entry in enumerate(entries):
-        where = f"{location}[{index}]"
+        where = (*location, index)
         if not isinstance(entry, Mapping) or not isinstance(entry.get("use"), str):
             findings.append(
                 Finding(
@@ -237,7 +235,7 @@ def assemble_composition(
             findings.append(
                 Finding(
                     "UNKNOWN_PRIMITIVE",
-                    f"{where}.use",
+                    (*where, "use"),
                     f"primitive `{name}` not found.{_suggest(name, primitives)} "
                     f"Known primitives: {', '.join(sorted(primitives))}",
                 )
@@ -245,12 +243,12 @@ def assemble_composition(
             continue
         raw_config = entry.get("with") or {}
         if not isinstance(raw_config, Mapping):
-            findings.append(Finding("INVALID_CONFIG", f"{where}.with", "must be a mapping"))
+            findings.append(Finding("INVALID_CONFIG", (*where, "with"), "must be a mapping"))
             continue
         try:
             config = primitive.Config.model_validate(dict(raw_config))
         except ValidationError as error:
-            findings.extend(config_findings(error, f"{where}.with", primitive.Config))
+            findings.extend(config_findings(error, (*where, "with"), primitive.Config))
             continue
         steps.append(ComposedStep(primitive, config))
 
@@ -265,7 +263,7 @@ def assemble_composition(
 
 
 def _contract_findings(
-    steps: Sequence[ComposedStep], input_kind: Kind | None, location: str
+    steps: Sequence[ComposedStep], input_kind: Kind | None, location: FindingPath
 ) -> list[Finding]:
     possible: set[Kind] = set(Kind) if input_kind is None else {input_kind}
     previous = "the step's input"
@@ -278,7 +276,7 @@ def _contract_findings(
             findings.append(
                 Finding(
                     "KIND_MISMATCH",
-                    f"{location}[{index}]",
+                    (*location, index),
                     f"primitive {index + 1} `{step.primitive.name}` expects {expects}, "
                     f"got {got} from {previous}",
                 )
@@ -289,7 +287,7 @@ def _contract_findings(
     return findings
 
 
-def _side_effect_findings(steps: Sequence[ComposedStep], location: str) -> list[Finding]:
+def _side_effect_findings(steps: Sequence[ComposedStep], location: FindingPath) -> list[Finding]:
     effects = [i for i, step in enumerate(steps) if step.primitive.side_effect]
     findings = []
     if len(effects) > 1:
@@ -307,7 +305,7 @@ def _side_effect_findings(steps: Sequence[ComposedStep], location: str) -> list[
         findings.append(
             Finding(
                 "SIDE_EFFECT_NOT_LAST",
-                f"{location}[{i}]",
+                (*location, i),
                 f"side-effecting primitive `{steps[i].primitive.name}` must come last "
                 f"(it is {i + 1} of {len(steps)})",
             )

@@ -120,9 +120,7 @@ def store_table_parts(step_key: str, parts: list[TableRef], directory: Path) -> 
     path = directory / f"{_file_stem(step_key)}.parquet"
     tmp = path.with_suffix(".parquet.tmp")
     schemas = [pq.read_schema(part.path) for part in parts]
-    schema = (
-        pa.unify_schemas(schemas, promote_options="permissive") if schemas else pa.schema([])
-    )
+    schema = pa.unify_schemas(schemas, promote_options="permissive") if schemas else pa.schema([])
     rows = 0
     tmp.touch(mode=0o600, exist_ok=True)
     tmp.chmod(0o600)

@@ -15,38 +15,25 @@ YamlSyntaxError (ValueError): template text that is not valid YAML
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the CLI imports this module; `marigold --help` must not load the grammar
+    from grammar_ops.findings import Finding
 
 
 class MarigoldError(Exception):
     """Base of the platform's own errors."""
 
 
-@dataclass(frozen=True)
-class TemplateProblem:
-    """One problem in a template file, located by line and field path."""
-
-    code: str
-    field: str
-    message: str
-    line: int | None = None
-
-    def render(self, path: Path | str) -> str:
-        where = f"{path}:{self.line}" if self.line is not None else str(path)
-        field = f" {self.field}:" if self.field else ""
-        return f"{where}:{field} {self.message} [{self.code}]"
-
-
 class TemplateError(MarigoldError):
-    """A template failed to load; carries every problem found, each with file:line and field."""
+    """A template failed to load; carries every finding, each with its line and field path."""
 
-    def __init__(self, path: Path | str, problems: Iterable[TemplateProblem]):
+    def __init__(self, path: Path | str, findings: Iterable[Finding]):
         self.path = Path(path)
-        self.problems: tuple[TemplateProblem, ...] = tuple(problems)
-        lines = "\n".join(f"  {p.render(self.path)}" for p in self.problems)
-        count = len(self.problems)
+        self.findings: tuple[Finding, ...] = tuple(findings)
+        lines = "\n".join(f"  {f.render(self.path)}" for f in self.findings)
+        count = len(self.findings)
         super().__init__(
             f"template {self.path} has {count} problem{'s' if count != 1 else ''}:\n{lines}"
         )

@@ -132,6 +132,15 @@ VALIDATION_KEY = "marigold/validation"
 WHO_MAY_DECIDE_KEY = "marigold/who_may_decide"
 
 
+class GateStatus(StrEnum):
+    """Where a gate of a paused run stands: the status of a `GateState`."""
+
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    TIMED_OUT = "timed_out"  # no decision before the deadline: counts as rejected
+
+
 class StepStatus(StrEnum):
     """What became of a step, a chunk or a planned step: the value of `STATUS_KEY`."""
 
@@ -219,6 +228,10 @@ def collect_op_name(step: str, phase: int) -> str:
 
 
 # -- asset keys and dynamic partitions
+PLAN_VALIDATED_CHECK = "plan_validated"  # asset check on a planning step's plan asset
+EVERY_ROW_PROCESSED_CHECK = "every_row_processed"  # asset check on a batch step's asset
+
+
 def input_asset_key(template: str, name: str) -> AssetKey:
     return AssetKey([template, "inputs", name])
 

@@ -129,7 +129,7 @@ class OfflineModel(dg.ConfigurableResource):
         ),
     )
     plan_max_steps: int = Field(
-        default=3, description="Most capabilities the offline planner puts in one fragment."
+        default=3, ge=1, description="Most capabilities the offline planner puts in one fragment."
     )
 
     _usage: ModelUsage = PrivateAttr(default_factory=ModelUsage)

@@ -1,11 +1,11 @@
 """`SGLangResource`: a Dagster resource that calls a model served by SGLang over HTTP.
 
-It implements the grammar's `ModelClient`. Config is plain described fields; the live HTTP
-clients (an `httpx.Client` for the server check, an `httpx.AsyncClient` on a private event loop
-thread for generation) are built in `setup_for_execution` and closed in
-`teardown_after_execution`. Every call goes through one async path with bounded concurrency,
-retries with exponential backoff and jitter, and validation of structured answers; usage is
-counted per run and per step in `resource.usage`.
+It implements the grammar's `ModelClient`. Config is plain described fields, each with its
+valid range; the live HTTP clients (an `httpx.Client` for the server check, `httpx.AsyncClient`s
+for generation, on the event loop an anyio blocking portal runs in its own thread) are built in
+`setup_for_execution` and closed in `teardown_after_execution`. Every call goes through one
+async path with bounded concurrency, retries with exponential backoff and jitter, and
+validation of structured answers; usage is counted per run and per step in `resource.usage`.
 
 Concurrency: unless `max_in_flight` is set, the resource keeps each server's
 `max_running_requests` (from `/server_info`) running plus `queue_headroom` more waiting in the
@@ -50,18 +50,21 @@ import ssl
 import time
 import uuid
 from collections.abc import Mapping, Sequence
+from contextlib import ExitStack
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 import dagster as dg
 import httpx
-from pydantic import Field, PrivateAttr
+from anyio.from_thread import BlockingPortal, start_blocking_portal
+from pydantic import Field, PrivateAttr, model_validator
+from tenacity import RetryCallState
 
 from grammar_ops.failures import transient_status
 from grammar_ops.model import ModelCall, ModelError, ModelReply
+from grammar_ops.retrying import async_retrying, backoff_wait
 from grammar_ops.schemas import SchemaNotAllowed, build_validator
 from grammar_ops.tokens import count_tokens
-from resources.event_loop_thread import EventLoopThread
 from resources.model_errors import ModelAnswerError, ModelServerCheckError, ModelServerError
 from resources.model_usage import ModelUsage
 from resources.regex_choices import anchored_regex, choices_regex
@@ -173,15 +176,16 @@ class SGLangResource(dg.ConfigurableResource):
             "server='openai' always uses /v1/chat/completions."
         ),
     )
-    connect_timeout_s: float = Field(default=5.0, description="Seconds to open a connection.")
+    connect_timeout_s: float = Field(default=5.0, gt=0, description="Seconds to open a connection.")
     request_timeout_s: float = Field(
-        default=120.0, description="Seconds to wait for one generation request's response."
+        default=120.0, gt=0, description="Seconds to wait for one generation request's response."
     )
     setup_timeout_s: float = Field(
-        default=30.0, description="Seconds to wait for each server-check request at setup."
+        default=30.0, gt=0, description="Seconds to wait for each server-check request at setup."
     )
     max_in_flight: int | None = Field(
         default=None,
+        ge=1,
         description=(
             "Most prompts in flight at once across all servers, used exactly. Default: for "
             "each server, its /server_info max_running_requests "
@@ -190,6 +194,8 @@ class SGLangResource(dg.ConfigurableResource):
     )
     queue_headroom: float = Field(
         default=0.25,
+        ge=0,
+        le=4,
         description=(
             "Extra requests kept waiting at each server beyond its max_running_requests, as a "
             "fraction of it (rounded up to whole requests of batch_size prompts, at least one "
@@ -199,6 +205,7 @@ class SGLangResource(dg.ConfigurableResource):
     )
     batch_size: int = Field(
         default=1,
+        ge=1,
         description=(
             "Prompts per native /generate request (sent as a `text` list). 1 sends one prompt "
             "per request. Only for api='native'."
@@ -206,6 +213,7 @@ class SGLangResource(dg.ConfigurableResource):
     )
     max_new_tokens_limit: int | None = Field(
         default=None,
+        ge=1,
         description=(
             "Most tokens any call may generate: a call asking for more is sent with this "
             "limit, and an answer cut there fails as cut off. For small servers (a CPU, a "
@@ -214,24 +222,32 @@ class SGLangResource(dg.ConfigurableResource):
         ),
     )
     retry_max_attempts: int = Field(
-        default=5, description="Attempts per request, counting the first, before giving up."
+        default=5, ge=1, description="Attempts per request, counting the first, before giving up."
     )
     retry_backoff_base_s: float = Field(
-        default=0.2, description="Backoff before the first retry; doubles on every retry."
+        default=0.2, ge=0, description="Backoff before the first retry; doubles on every retry."
     )
-    retry_backoff_max_s: float = Field(default=10.0, description="Longest backoff between tries.")
+    retry_backoff_max_s: float = Field(
+        default=10.0, ge=0, description="Longest backoff between tries."
+    )
     retry_jitter: float = Field(
         default=0.5,
+        ge=0,
+        le=1,
         description="Fraction of each backoff that is randomised (0: none, 1: full jitter).",
     )
     price_per_1m_prompt_tokens: float = Field(
-        default=0.0, description="Cost in USD per million prompt tokens not served from cache."
+        default=0.0,
+        ge=0,
+        description="Cost in USD per million prompt tokens not served from cache.",
     )
     price_per_1m_completion_tokens: float = Field(
-        default=0.0, description="Cost in USD per million completion tokens."
+        default=0.0, ge=0, description="Cost in USD per million completion tokens."
     )
     price_per_1m_cached_tokens: float = Field(
-        default=0.0, description="Cost in USD per million prompt tokens served from the cache."
+        default=0.0,
+        ge=0,
+        description="Cost in USD per million prompt tokens served from the cache.",
     )
     log_prompts: bool = Field(
         default=False,
@@ -239,10 +255,20 @@ class SGLangResource(dg.ConfigurableResource):
         "hold private data.",
     )
 
+    @model_validator(mode="after")
+    def _batches_need_the_native_route(self) -> SGLangResource:
+        if self.batch_size > 1 and self.chat_route:
+            raise ValueError(
+                "batch_size > 1 needs api='native' on server='sglang' "
+                "(/v1/chat/completions has no list); set batch_size=1"
+            )
+        return self
+
     _client: httpx.Client | None = PrivateAttr(default=None)
     _pools: dict[str, list[httpx.AsyncClient]] = PrivateAttr(default_factory=dict)
     _pool_busy: dict[str, list[int]] = PrivateAttr(default_factory=dict)
-    _loop_thread: EventLoopThread | None = PrivateAttr(default=None)
+    _portal: BlockingPortal | None = PrivateAttr(default=None)
+    _portal_exit: ExitStack | None = PrivateAttr(default=None)
     _slots: asyncio.Semaphore | None = PrivateAttr(default=None)
     _urls: list[str] = PrivateAttr(default_factory=list)
     _round_robin: Any = PrivateAttr(default=None)
@@ -301,7 +327,6 @@ class SGLangResource(dg.ConfigurableResource):
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         """Check every server, size concurrency, and open the HTTP clients."""
-        self._check_config()
         self._usage = ModelUsage()
         self._urls = self.urls
         self._round_robin = itertools.cycle(range(len(self._urls)))
@@ -314,8 +339,12 @@ class SGLangResource(dg.ConfigurableResource):
             self._in_flight_limit = self.max_in_flight or sum(
                 self._with_headroom(capacity) for capacity in capacities
             )
-            self._loop_thread = EventLoopThread(name=f"sglang-{self.model_name}")
-            self._loop_thread.run(self._open_async_client())
+            # One loop for the whole run: the async clients are bound to the loop they run on.
+            self._portal_exit = ExitStack()
+            self._portal = self._portal_exit.enter_context(
+                start_blocking_portal(name=f"sglang-{self.model_name}")
+            )
+            self._portal.call(self._open_async_client)
         except BaseException:
             self._close()
             raise
@@ -332,20 +361,22 @@ class SGLangResource(dg.ConfigurableResource):
         )
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
-        """Close the HTTP clients and stop the event loop thread."""
+        """Close the HTTP clients and stop the portal's event loop."""
         self._close()
 
     def _close(self) -> None:
         try:
-            if self._loop_thread is not None and self._pools:
-                self._loop_thread.run(self._close_pools())
+            if self._portal is not None and self._pools:
+                self._portal.call(self._close_pools)
         finally:
             self._pools = {}
             try:
-                if self._loop_thread is not None:
-                    self._loop_thread.stop()
+                if self._portal is not None:
+                    self._portal.call(self._portal.stop, True)  # cancel what is left on it
+                if self._portal_exit is not None:
+                    self._portal_exit.close()  # joins the portal's thread
             finally:
-                self._loop_thread = None
+                self._portal, self._portal_exit = None, None
                 if self._client is not None:
                     self._client.close()
                 self._client = None
@@ -376,30 +407,6 @@ class SGLangResource(dg.ConfigurableResource):
         for clients in self._pools.values():
             for client in clients:
                 await client.aclose()
-
-    def _check_config(self) -> None:
-        problems = []
-        if self.batch_size < 1:
-            problems.append(f"batch_size must be at least 1, got {self.batch_size}")
-        if self.batch_size > 1 and self.chat_route:
-            problems.append(
-                "batch_size > 1 needs api='native' on server='sglang' "
-                "(/v1/chat/completions has no list)"
-            )
-        if self.max_new_tokens_limit is not None and self.max_new_tokens_limit < 1:
-            problems.append(
-                f"max_new_tokens_limit must be at least 1, got {self.max_new_tokens_limit}"
-            )
-        if self.retry_max_attempts < 1:
-            problems.append(f"retry_max_attempts must be at least 1, got {self.retry_max_attempts}")
-        if self.max_in_flight is not None and self.max_in_flight < 1:
-            problems.append(f"max_in_flight must be at least 1, got {self.max_in_flight}")
-        if not 0.0 <= self.queue_headroom <= 4.0:
-            problems.append(f"queue_headroom must be between 0 and 4, got {self.queue_headroom}")
-        if not 0.0 <= self.retry_jitter <= 1.0:
-            problems.append(f"retry_jitter must be between 0 and 1, got {self.retry_jitter}")
-        if problems:
-            raise ModelServerCheckError("SGLangResource config is invalid: " + "; ".join(problems))
 
     def _with_headroom(self, capacity: int) -> int:
         """Prompts to keep in flight at a server running `capacity` at once.
@@ -615,16 +622,17 @@ class SGLangResource(dg.ConfigurableResource):
     def complete_many(self, calls: Sequence[ModelCall]) -> list[ModelReply | ModelError]:
         """Answer many calls with up to `in_flight_limit` prompts in flight, results in order.
 
-        Safe to call from any thread (a Dagster op's, or several at once): the work runs on the
-        resource's own event loop thread. A failed call yields its `ModelError` in place.
+        Safe to call from any thread (a Dagster op's, several at once, or one running an event
+        loop of its own): the work runs on the resource's portal. A failed call yields its
+        `ModelError` in place.
         """
-        if self._loop_thread is None or not self._pools:
+        if self._portal is None or not self._pools:
             raise ModelServerError(self._not_set_up())
         calls = list(calls)
         if not calls:
             return []
         started = time.perf_counter()
-        results = self._loop_thread.run(self._complete_all(calls))
+        results = self._portal.call(self._complete_all, calls)
         for result in results:
             if isinstance(result, ModelError):
                 self._usage.record_failure(result)
@@ -678,13 +686,6 @@ class SGLangResource(dg.ConfigurableResource):
     def _next_url(self) -> str:
         return self._urls[next(self._round_robin)]
 
-    def _backoff(self, attempt: int, retry_after: float | None) -> float:
-        delay = min(self.retry_backoff_max_s, self.retry_backoff_base_s * (2**attempt))
-        delay *= 1.0 - self.retry_jitter * self._rng.random()
-        if retry_after is not None:
-            delay = max(delay, min(retry_after, self.retry_backoff_max_s))
-        return delay
-
     async def _post(self, url: str, path: str, body: dict[str, Any]) -> httpx.Response:
         """POST once a slot is free, through the least busy of the server's connection pools.
 
@@ -714,70 +715,85 @@ class SGLangResource(dg.ConfigurableResource):
             ]
         call_ids = [uuid.uuid4().hex[:16] for _ in calls]
         started = time.perf_counter()
-        failure = _RetryableFailure("no attempt was made")
-        for attempt in range(self.retry_max_attempts):
-            url = self._next_url()
-            where = display_url(url)
-            path, body = self._request_body(calls, [f"{c}.{attempt}" for c in call_ids])
-            if self.log_prompts:
-                for call, call_id in zip(calls, call_ids, strict=True):
-                    logger.info("Model call %s prompt: %s", call_id, call.prompt)
-            try:
-                response = await self._post(url, path, body)
-            except httpx.TimeoutException as exc:
-                failure = _RetryableFailure(
-                    f"{where}{path} timed out ({type(exc).__name__}; "
-                    f"request_timeout_s={self.request_timeout_s})"
-                )
-            except httpx.TransportError as exc:
-                failure = _RetryableFailure(
-                    f"{where}{path} connection failed ({type(exc).__name__}: {exc})"
-                )
-            else:
-                status = response.status_code
-                if status == 200:
-                    latency = time.perf_counter() - started
-                    return self._read_answers(calls, call_ids, response, where, attempt, latency)
-                message = server_message(response)
-                if not _is_retryable_status(status):
-                    hint = ""
-                    if status in (401, 403):
-                        hint = " (check api_key against the server's --api-key)"
-                    error_text = (
-                        f"{where}{path} refused the request with HTTP {status}: {message}{hint}"
-                    )
-                    return [
-                        ModelServerError(error_text, url=where, status=status, retries=attempt)
-                        for _ in calls
-                    ]
-                failure = _RetryableFailure(
-                    f"{where}{path} answered HTTP {status}: {message}",
-                    status=status,
-                    retry_after=_retry_after(response),
-                )
-            if attempt + 1 < self.retry_max_attempts:
-                delay = self._backoff(attempt, failure.retry_after)
-                logger.info(
-                    "Model request for %d call(s) failed (%s); retry %d of %d in %.2fs",
-                    len(calls),
-                    failure.reason,
-                    attempt + 1,
-                    self.retry_max_attempts - 1,
-                    delay,
-                )
-                await asyncio.sleep(delay)
-        message = (
-            f"Model request failed after {self.retry_max_attempts} attempt(s); last error: "
-            f"{failure.reason}. Raise retry_max_attempts or request_timeout_s, or check the server"
-        )
-        return [
-            ModelServerError(
-                message,
-                status=failure.status,
-                retries=self.retry_max_attempts - 1,
-                retryable=True,
+
+        def log_retry(state: RetryCallState) -> None:
+            failure = state.outcome.exception() if state.outcome else None
+            logger.info(
+                "Model request for %d call(s) failed (%s); retry %d of %d in %.2fs",
+                len(calls),
+                getattr(failure, "reason", failure),
+                state.attempt_number,
+                self.retry_max_attempts - 1,
+                state.upcoming_sleep,
             )
-            for _ in calls
+
+        tries = async_retrying(
+            self.retry_max_attempts,
+            backoff_wait(
+                self.retry_backoff_base_s, self.retry_backoff_max_s, self.retry_jitter, self._rng
+            ),
+            retry_on=lambda error: isinstance(error, _RetryableFailure),
+            before_sleep=log_retry,
+        )
+        try:
+            async for attempt in tries:
+                with attempt:
+                    return await self._send_once(
+                        calls, call_ids, attempt.retry_state.attempt_number - 1, started
+                    )
+        except _RetryableFailure as failure:
+            message = (
+                f"Model request failed after {self.retry_max_attempts} attempt(s); last error: "
+                f"{failure.reason}. Raise retry_max_attempts or request_timeout_s, or check the "
+                "server"
+            )
+            return [
+                ModelServerError(
+                    message,
+                    status=failure.status,
+                    retries=self.retry_max_attempts - 1,
+                    retryable=True,
+                )
+                for _ in calls
+            ]
+        raise AssertionError("the retry loop ended without an answer or a failure")
+
+    async def _send_once(
+        self, calls: list[ModelCall], call_ids: list[str], attempt: int, started: float
+    ) -> list[ModelReply | ModelError]:
+        """One try: the answers, or `_RetryableFailure` when another try may succeed."""
+        url = self._next_url()
+        where = display_url(url)
+        path, body = self._request_body(calls, [f"{c}.{attempt}" for c in call_ids])
+        if self.log_prompts:
+            for call, call_id in zip(calls, call_ids, strict=True):
+                logger.info("Model call %s prompt: %s", call_id, call.prompt)
+        try:
+            response = await self._post(url, path, body)
+        except httpx.TimeoutException as exc:
+            raise _RetryableFailure(
+                f"{where}{path} timed out ({type(exc).__name__}; "
+                f"request_timeout_s={self.request_timeout_s})"
+            ) from None
+        except httpx.TransportError as exc:
+            raise _RetryableFailure(
+                f"{where}{path} connection failed ({type(exc).__name__}: {exc})"
+            ) from None
+        status = response.status_code
+        if status == 200:
+            latency = time.perf_counter() - started
+            return self._read_answers(calls, call_ids, response, where, attempt, latency)
+        message = server_message(response)
+        if _is_retryable_status(status):
+            raise _RetryableFailure(
+                f"{where}{path} answered HTTP {status}: {message}",
+                status=status,
+                retry_after=_retry_after(response),
+            )
+        hint = " (check api_key against the server's --api-key)" if status in (401, 403) else ""
+        error_text = f"{where}{path} refused the request with HTTP {status}: {message}{hint}"
+        return [
+            ModelServerError(error_text, url=where, status=status, retries=attempt) for _ in calls
         ]
 
     def _request_body(self, calls: list[ModelCall], rids: list[str]) -> tuple[str, dict[str, Any]]:

@@ -125,13 +125,15 @@ class FaultPlan:
     Each generation request draws at most one fault: the next entry of `sequence` while it lasts
     (`None` for "no fault"), then one drawn from `rates` (kind to probability) with a RNG seeded
     by `seed`. A `hang` holds the request for `hang_s` (or until the server stops), then drops
-    the connection without an answer.
+    the connection without an answer. With `retry_after_s`, an injected 429 or 503 asks the
+    client to wait that long (a `Retry-After` header).
     """
 
     rates: Mapping[str, float] = field(default_factory=dict)
     sequence: Sequence[str | None] = ()
     seed: int = 0
     hang_s: float = 30.0
+    retry_after_s: float | None = None
 
     def __post_init__(self) -> None:
         unknown = [
@@ -829,7 +831,10 @@ async def _serve_generation(
     if fault in ("http_500", "http_503", "http_429"):
         status = int(fault[-3:])
         _count_status(stats, status)
-        return error(f"injected fault: HTTP {status} from the SGLang test double", status)
+        response = error(f"injected fault: HTTP {status} from the SGLang test double", status)
+        if state.faults.retry_after_s is not None and status in (429, 503):
+            response.headers["Retry-After"] = f"{state.faults.retry_after_s:g}"
+        return response
     if fault == "hang":
         try:
             await asyncio.wait_for(state.stopping.wait(), timeout=state.faults.hang_s)

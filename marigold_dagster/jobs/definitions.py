@@ -24,14 +24,14 @@ from dagster import (
 )
 
 from grammar_ops import Catalog
-from marigold_dagster.errors import TemplatesInvalid
+from marigold_dagster.jobs.asset_checks import template_asset_checks
 from marigold_dagster.jobs.assets import template_asset_specs
 from marigold_dagster.jobs.compiler import compile_frame
 from marigold_dagster.jobs.deployment_resources import fixed_resources
 from marigold_dagster.jobs.gate_ops import gate_decision_job
 from marigold_dagster.jobs.model_binding import model_resources
 from marigold_dagster.jobs.sensors import build_run_summary_sensors
-from marigold_dagster.jobs.triggers import build_triggers, check_triggers
+from marigold_dagster.jobs.triggers import build_triggers
 from marigold_dagster.records.dagster_private import dagster_reconstructing_job
 from marigold_dagster.template.frame import Frame
 from marigold_dagster.template.loader import TEMPLATE_SUFFIXES, load_template, load_templates
@@ -66,16 +66,9 @@ def defs_for_frames(
     resources: Mapping[str, Any] | None = None,
     triggers: bool = True,
 ) -> Definitions:
-    """`Definitions` for already loaded templates (`triggers=False`: jobs and assets only, for
-    running one template when others in its folder are broken).
-
-    Raises:
-        TemplatesInvalid: when a trigger names a template or input that is not there.
-    """
-    if triggers:
-        trigger_errors = check_triggers(frames)
-        if trigger_errors:
-            raise TemplatesInvalid(trigger_errors)
+    """`Definitions` for templates loaded together (`load_templates`, which checks their
+    triggers; `triggers=False`: jobs and assets only, for running one template when others in
+    its folder are broken)."""
     keys = {key for frame in frames for key in frame.template.models.values()}
     # Step outputs persist even in `execute_in_process` (which swaps Dagster's default IO manager
     # for an in-memory one), so every run can be re-executed from failure, e.g. past a gate.
@@ -85,6 +78,7 @@ def defs_for_frames(
     built = build_triggers(frames, jobs) if triggers else None
     return Definitions(
         assets=[spec for frame in frames for spec in template_asset_specs(frame)],
+        asset_checks=[check for frame in frames for check in template_asset_checks(frame)],
         jobs=[*jobs, gate_decision_job],
         sensors=[
             *build_run_summary_sensors(frames, jobs),

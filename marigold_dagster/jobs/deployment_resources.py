@@ -19,7 +19,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from dagster import ResourceDefinition
-from dagster._config.pythonic_config import ConfigurableResourceFactory
+
+from marigold_dagster.records.dagster_private import pythonic_config_values
 
 FIXED_NOTE = (
     "Fixed by the deployment (environment, dagster.yaml, definitions); run config cannot set "
@@ -35,10 +36,9 @@ def fixed_by_deployment(key: str, resource: Any) -> Any:
     a function-based `ResourceDefinition` keeps its config defaults. Anything else (a plain
     object) already takes no config and is returned as it is.
     """
-    if isinstance(resource, ConfigurableResourceFactory):
-        values = resource._convert_to_config_dictionary()  # noqa: SLF001
-        definition = resource.get_resource_definition()
-        return _pinned(key, definition, values)
+    values = pythonic_config_values(resource)
+    if values is not None:
+        return _pinned(key, resource.get_resource_definition(), values)
     if isinstance(resource, ResourceDefinition):
         return _pinned(key, resource, {})
     return resource

@@ -13,9 +13,9 @@
 
 Every launched run is a new task: it carries a new correlation id, the template's tags and, when
 chained, the parent run's correlation id (see `marigold_dagster.records.correlation`). Paths in a
-trigger are relative to the template file, like input defaults. Problems that need more than
-one field (an unknown input, a missing path, an unknown parent template, a loop of follow-ups)
-are found by `check_triggers` and reported with file:line like every template problem.
+trigger are relative to the template file, like input defaults. Loading checks what needs more
+than one field (an unknown input, a missing path, an unknown parent template, a loop of
+follow-ups: `marigold_dagster.template.trigger_checks`), so every trigger built here is sound.
 """
 
 from __future__ import annotations
@@ -24,12 +24,11 @@ import fnmatch
 import json
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from dagster import (
-    DagsterInvalidDefinitionError,
     DagsterRun,
     DagsterRunStatus,
     DefaultScheduleStatus,
@@ -48,7 +47,6 @@ from dagster import (
     sensor,
 )
 
-from marigold_dagster.errors import TemplateError, TemplateProblem, YamlSyntaxError
 from marigold_dagster.jobs.launch_inputs import (
     input_run_config,
     run_config_inputs,
@@ -57,7 +55,6 @@ from marigold_dagster.keys import PARENT_RUN_TAG, PAUSED_AT_GATE, TRIGGER_FILE_T
 from marigold_dagster.records.correlation import correlation_id_of, launch_tags
 from marigold_dagster.template.frame import Frame
 from marigold_dagster.template.model import AfterTrigger
-from marigold_dagster.template.yaml_source import parse_yaml
 
 
 @dataclass(frozen=True)
@@ -69,7 +66,7 @@ class TriggerDefinitions:
 
 
 def build_triggers(frames: Sequence[Frame], jobs: Sequence[JobDefinition]) -> TriggerDefinitions:
-    """The sensors and schedules the templates declare (check them first: `check_triggers`)."""
+    """The sensors and schedules the templates declare (loaded, so their triggers are checked)."""
     frame_of = {frame.name: frame for frame in frames}
     job_of = {job.name: job for job in jobs}
     sensors: list[SensorDefinition] = []
@@ -235,184 +232,3 @@ def follow_up_inputs(
 
 def _sensor_status(enabled: bool) -> DefaultSensorStatus:
     return DefaultSensorStatus.RUNNING if enabled else DefaultSensorStatus.STOPPED
-
-
-# Checks that need more than one field, or more than one template.
-
-Where = tuple[str | int, ...]
-
-
-def check_triggers(frames: Sequence[Frame]) -> list[TemplateError]:
-    """Every problem in the templates' triggers, one `TemplateError` per template that has any."""
-    frame_of = {frame.name: frame for frame in frames}
-    errors = []
-    for frame in frames:
-        problems = _problems(frame, frame_of)
-        if problems:
-            errors.append(TemplateError(frame.path, _located(frame.path, problems)))
-    return errors
-
-
-def _problems(frame: Frame, frame_of: Mapping[str, Frame]) -> list[tuple[Where, str, str]]:
-    triggers = frame.template.triggers
-    found: list[tuple[Where, str, str]] = []
-    if triggers.watch is not None:
-        watch, where = triggers.watch, ("triggers", "watch")
-        if _known_input(frame, watch.input, (*where, "input"), found):
-            kind = frame.template.inputs[watch.input].kind
-            if kind == "documents":
-                found.append(
-                    (
-                        (*where, "input"),
-                        "INPUT_NOT_A_FILE",
-                        f"watch launches one run per new file, but input '{watch.input}' is "
-                        "kind documents (a folder); watch a table or json input",
-                    )
-                )
-        if watch.input in watch.inputs:
-            found.append(
-                (
-                    (*where, "inputs", watch.input),
-                    "INPUT_GIVEN_TWICE",
-                    f"input '{watch.input}' is given by each new file; remove it from `inputs`",
-                )
-            )
-        for name in watch.inputs:
-            _known_input(frame, name, (*where, "inputs", name), found)
-        _all_required(frame, {watch.input, *watch.inputs}, where, "its path in `inputs`", found)
-    if triggers.schedule is not None:
-        scheduled, where = triggers.schedule, ("triggers", "schedule")
-        if not _valid_cron(scheduled.cron):
-            found.append(
-                (
-                    (*where, "cron"),
-                    "INVALID_CRON",
-                    f"'{scheduled.cron}' is not a cron expression Dagster accepts: five fields "
-                    "(minute hour day-of-month month day-of-week) with valid ranges, "
-                    "e.g. '0 2 * * *'",
-                )
-            )
-        for name in scheduled.inputs:
-            _known_input(frame, name, (*where, "inputs", name), found)
-        _all_required(frame, set(scheduled.inputs), where, "its path in `inputs`", found)
-    if triggers.after is not None:
-        found += _after_problems(frame, triggers.after, frame_of)
-    return found
-
-
-def _after_problems(
-    frame: Frame, after: AfterTrigger, frame_of: Mapping[str, Frame]
-) -> list[tuple[Where, str, str]]:
-    where: Where = ("triggers", "after")
-    found: list[tuple[Where, str, str]] = []
-    parent = frame_of.get(after.template)
-    if after.template == frame.name or parent is None:
-        others = ", ".join(sorted(set(frame_of) - {frame.name})) or "none"
-        why = "a template cannot follow itself" if parent is frame else "no such template here"
-        found.append(
-            (
-                (*where, "template"),
-                "UNKNOWN_TEMPLATE",
-                f"'{after.template}': {why}; templates it can follow: {others}",
-            )
-        )
-        return found
-    loop = _follow_up_loop(frame.name, frame_of)
-    if loop:
-        found.append(
-            (
-                (*where, "template"),
-                "FOLLOW_UP_LOOP",
-                f"follow-ups form a loop ({' -> '.join(loop)}): each finished run would start "
-                "the next forever; break it by removing one `after:`",
-            )
-        )
-    parent_inputs = set(parent.template.inputs)
-    if after.inputs == "none":
-        passed: set[str] = set()
-    elif after.inputs == "same":
-        passed = parent_inputs & set(frame.template.inputs)
-    else:
-        passed = set(after.inputs)
-        for mine, theirs in after.inputs.items():
-            _known_input(frame, mine, (*where, "inputs", mine), found)
-            if theirs not in parent_inputs:
-                declared = ", ".join(sorted(parent_inputs)) or "none"
-                found.append(
-                    (
-                        (*where, "inputs", mine),
-                        "UNKNOWN_INPUT",
-                        f"'{after.template}' has no input '{theirs}'; its inputs: {declared}",
-                    )
-                )
-    _all_required(
-        frame, passed, where, f"an input of the same name in '{after.template}' or a mapping", found
-    )
-    return found
-
-
-def _known_input(
-    frame: Frame, name: str, where: Where, found: list[tuple[Where, str, str]]
-) -> bool:
-    if name in frame.template.inputs:
-        return True
-    declared = ", ".join(sorted(frame.template.inputs)) or "none"
-    found.append(
-        (where, "UNKNOWN_INPUT", f"'{frame.name}' has no input '{name}'; declared: {declared}")
-    )
-    return False
-
-
-def _all_required(
-    frame: Frame, given: set[str], where: Where, hint: str, found: list[tuple[Where, str, str]]
-) -> None:
-    for name, spec in frame.template.inputs.items():
-        if spec.default is None and name not in given:
-            found.append(
-                (
-                    where,
-                    "MISSING_INPUT",
-                    f"input '{name}' has no default, so this trigger must give it: {hint}",
-                )
-            )
-
-
-def _follow_up_loop(start: str, frame_of: Mapping[str, Frame]) -> list[str]:
-    """The loop of `after:` links through `start` (start -> parent -> ... -> start), if any."""
-    path, name = [start], start
-    while True:
-        after = frame_of[name].template.triggers.after if name in frame_of else None
-        if after is None:
-            return []
-        name = after.template
-        if name == start:
-            return [*path, name]
-        if name in path:
-            return []  # a loop that `start` only leads into is reported at its own members
-        path.append(name)
-
-
-def _located(path: Path, problems: list[tuple[Where, str, str]]) -> list[TemplateProblem]:
-    line_of: Callable[[Where], int | None]
-    try:
-        source = parse_yaml(path.read_text(encoding="utf-8"))
-        line_of = source.line_of
-    except (OSError, YamlSyntaxError):  # loaded a moment ago; without lines if it changed since
-        line_of = lambda where: None  # noqa: E731
-    return [
-        TemplateProblem(code, _field(where), message, line_of(where))
-        for where, code, message in problems
-    ]
-
-
-def _field(where: Where) -> str:
-    return ".".join(str(part) for part in where)
-
-
-def _valid_cron(cron: str) -> bool:
-    """Whether Dagster accepts `cron` as a schedule (it checks when a schedule is defined)."""
-    try:
-        ScheduleDefinition(name="cron_check", cron_schedule=cron, job_name="cron_check")
-    except DagsterInvalidDefinitionError:
-        return False
-    return True

@@ -44,8 +44,8 @@ class ToolProblem(Exception):
 def template_problems(error: TemplateError) -> list[Problem]:
     """A template error's problems, each with its code, field, line and file."""
     return [
-        Problem(code=p.code, field=p.field, line=p.line, message=p.message, file=str(error.path))
-        for p in error.problems
+        Problem(code=f.code, field=f.field, line=f.line, message=f.message, file=str(error.path))
+        for f in error.findings
     ]
 
 
@@ -65,12 +65,12 @@ def failure_of(error: Exception) -> ToolFailure | None:
             code="INVALID_ARGUMENT",
             message=str(error),
             problems=[
-                Problem(code=f.code, field=f.location, message=f.message) for f in error.findings
+                Problem(code=f.code, field=f.field, message=f.message) for f in error.findings
             ],
         )
     if isinstance(error, PlanRejected):
         problems = [
-            Problem(code=f.code, field=f.location, message=f.message)
+            Problem(code=f.code, field=f.field, message=f.message)
             for attempt in error.outcome.attempts
             for f in attempt.findings
         ]

@@ -1,8 +1,8 @@
 """The offline tier: templates and capabilities, read from files and the catalog (no instance).
 
-Each operation calls the function the CLI calls: `load_template` / `load_template_text` and
-`check_triggers` (as `marigold validate`), `render_capability_tier` (as `marigold
-capabilities`), the catalog's `resolve` / `compose` (as the loader does for a step).
+Each operation calls the function the CLI calls: `load_templates_apart` / `load_template_text`
+(as `marigold validate`, triggers checked with the folder), `render_capability_tier` (as
+`marigold capabilities`), the catalog's `resolve` / `compose` (as the loader does for a step).
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import pyarrow.parquet as pq
 
 from grammar_ops import CompositionError, Kind, render_capability_tier
 from marigold_dagster.errors import MarigoldError, TemplateError, YamlSyntaxError
-from marigold_dagster.jobs.triggers import check_triggers
 from marigold_dagster.mcp.diagnostics import explain, known_codes
 from marigold_dagster.mcp.failures import ToolProblem, template_problems
 from marigold_dagster.mcp.models import (
@@ -37,7 +36,12 @@ from marigold_dagster.mcp.models import (
 from marigold_dagster.mcp.settings import ServerSettings
 from marigold_dagster.runs.local_run import template_path
 from marigold_dagster.template.frame import Frame
-from marigold_dagster.template.loader import TEMPLATE_SUFFIXES, load_template, load_template_text
+from marigold_dagster.template.loader import (
+    TEMPLATE_SUFFIXES,
+    load_template,
+    load_template_text,
+    load_templates_apart,
+)
 from marigold_dagster.template.mermaid import frame_mermaid
 from marigold_dagster.template.model import StepKind
 from marigold_dagster.template.yaml_source import parse_yaml
@@ -60,13 +64,7 @@ def template_names(settings: ServerSettings) -> list[str]:
 
 def load_frames(settings: ServerSettings) -> tuple[list[Frame], list[TemplateError]]:
     """Every template in the folder that loads, and the errors of those that do not."""
-    frames, errors = [], []
-    for path in template_files(settings):
-        try:
-            frames.append(load_template(path, settings.catalog))
-        except TemplateError as error:
-            errors.append(error)
-    return frames, errors
+    return load_templates_apart(settings.templates_dir, settings.catalog)
 
 
 def frame_of(settings: ServerSettings, name: str) -> Frame:
@@ -167,21 +165,12 @@ def validate_template(
             f"file_name must be a bare file name ending in .yaml or .yml; got {file_name!r}",
         )
     path = settings.templates_dir / file_name
+    others, _ = load_frames(settings)
     try:
-        frame = load_template_text(text, path, settings.catalog)
+        frame = load_template_text(text, path, settings.catalog, among=others)
     except TemplateError as error:
         return ValidationReport(valid=False, problems=template_problems(error))
-    others, _ = load_frames(settings)
-    frames = [f for f in others if f.name != frame.name] + [frame]
-    problems = [
-        p
-        for error in check_triggers(frames)
-        if error.path == path
-        for p in template_problems(error)
-    ]
-    return ValidationReport(
-        valid=not problems, template=frame.name, steps=len(frame.steps), problems=problems
-    )
+    return ValidationReport(valid=True, template=frame.name, steps=len(frame.steps))
 
 
 def _declared_name(text: str) -> str | None:
@@ -268,7 +257,7 @@ def validate_composition(
         return CompositionReport(
             valid=False,
             problems=[
-                Problem(code=f.code, field=f.location, message=f.message) for f in error.findings
+                Problem(code=f.code, field=f.field, message=f.message) for f in error.findings
             ],
         )
     return CompositionReport(

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dagster import DagsterRunStatus
 
 from marigold_dagster.jobs.launch_inputs import input_run_config
-from marigold_dagster.keys import CORRELATION_TAG, PAUSED_AT_GATE
+from marigold_dagster.keys import CORRELATION_TAG, PAUSED_AT_GATE, GateStatus
 from marigold_dagster.mcp.failures import ToolProblem
 from marigold_dagster.mcp.models import (
     DryRunResult,
@@ -185,7 +185,7 @@ def preview_decision(
         raise ToolProblem("INVALID_ARGUMENT", "say why: `reason` is kept for audit")
     with instance_of(settings) as instance:
         state = gate_state(instance, run_id, step)
-    if state.status != "pending":
+    if state.status is not GateStatus.PENDING:
         raise ToolProblem(
             "GATE_DECISION", f"gate '{step}' of run {run_id} is {state.status}: {state.detail}"
         )

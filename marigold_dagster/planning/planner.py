@@ -145,7 +145,7 @@ def plan_fragment(model: ModelClient, request: PlanRequest) -> PlanOutcome:
             answer = _parsed(error.last_response)
             if answer is None:  # no answer to diagnose: down, timed out, truncated, not JSON
                 findings: Sequence[Finding] = [
-                    Finding("MODEL_ERROR", "", f"the planner call failed: {error}")
+                    Finding("MODEL_ERROR", (), f"the planner call failed: {error}")
                 ]
             else:  # JSON that broke the schema: say exactly how, as validation would
                 findings = validate_fragment(answer, request.scope).findings

@@ -23,6 +23,7 @@ import jsonschema
 from pydantic import ValidationError
 
 from grammar_ops import Catalog, Composition, CompositionError, Finding, GrammarError, Kind
+from grammar_ops.findings import FindingPath, render_path
 from grammar_ops.primitives.transform import evaluate_per_row
 from grammar_ops.tokens import count_tokens
 from marigold_dagster.graphs import depths as graph_depths
@@ -160,7 +161,7 @@ def validate_fragment(answer: Any, scope: PlanningScope) -> Verdict:
         unique = unique[: MAX_FINDINGS - 1] + [
             Finding(
                 "TOO_MANY_FINDINGS",
-                "",
+                (),
                 f"{more} more problems are not listed; fix the ones above and look again",
             )
         ]
@@ -177,24 +178,24 @@ def _validate(answer: Any, scope: PlanningScope) -> Verdict:
         except RecursionError:
             answer = _TOO_DEEP
         except ValueError as error:
-            findings.append(Finding("SCHEMA", "", f"the answer is not JSON: {error}"))
+            findings.append(Finding("SCHEMA", (), f"the answer is not JSON: {error}"))
             return verdict
     if answer is _TOO_DEEP or nested_deeper_than(answer, MAX_NESTING):
         findings.append(
             Finding(
                 "SCHEMA",
-                "",
+                (),
                 f"the answer nests more than {MAX_NESTING} levels deep; a fragment is "
                 "{reasoning, steps: [{id, uses, with, depends_on, reason}], done}",
             )
         )
         return verdict
-    for key in sorted(_frame_keys(answer)):
+    for where in sorted(_frame_keys(answer), key=render_path):
         findings.append(
             Finding(
                 "FRAME_VIOLATION",
-                key,
-                f"`{key.rsplit('.', 1)[-1]}` belongs to the template's frame; a plan may only "
+                where,
+                f"`{where[-1]}` belongs to the template's frame; a plan may only "
                 "add steps {id, uses|compose, with, depends_on, reason} inside its segment",
             )
         )
@@ -209,12 +210,12 @@ def _validate(answer: Any, scope: PlanningScope) -> Verdict:
     try:
         fragment = Fragment.model_validate(answer)
     except ValidationError as error:  # the schema above should make this unreachable
-        findings.append(Finding("SCHEMA", "", str(error)))
+        findings.append(Finding("SCHEMA", (), str(error)))
         return verdict
 
     if not fragment.steps and not fragment.done:
         findings.append(
-            Finding("EMPTY_NOT_DONE", "steps", "a fragment with no steps must set done: true")
+            Finding("EMPTY_NOT_DONE", ("steps",), "a fragment with no steps must set done: true")
         )
     ids = _check_ids(fragment, scope, findings)
     depths = _check_references(fragment, scope, ids, findings)
@@ -225,7 +226,7 @@ def _validate(answer: Any, scope: PlanningScope) -> Verdict:
         findings.append(
             Finding(
                 "OVER_FANOUT",
-                "steps",
+                ("steps",),
                 f"{widest} steps at one depth would fan out past max_fanout "
                 f"{scope.max_fanout}; chain or merge steps",
             )
@@ -246,7 +247,7 @@ def _validate(answer: Any, scope: PlanningScope) -> Verdict:
             findings.append(
                 Finding(
                     "OVER_BUDGET",
-                    "steps",
+                    ("steps",),
                     f"the plan would take the task past {ceiling}; the task has "
                     f"{_remaining(scope.budget)} left: plan fewer or cheaper steps",
                 )
@@ -282,16 +283,16 @@ def _remaining(status: BudgetStatus) -> str:
     )
 
 
-def _frame_keys(answer: Any) -> set[str]:
+def _frame_keys(answer: Any) -> set[FindingPath]:
     """Frame keys (kind, branches, converge, ...) anywhere a plan might try to put them."""
-    found: set[str] = set()
+    found: set[FindingPath] = set()
     if not isinstance(answer, dict):
         return found
-    found |= {key for key in answer if key in FRAME_KEYS and key != "steps"}
+    found |= {(key,) for key in answer if key in FRAME_KEYS and key != "steps"}
     steps = answer.get("steps")
     for index, step in enumerate(steps if isinstance(steps, list) else []):
         if isinstance(step, dict):
-            found |= {f"steps.{index}.{key}" for key in step if key in FRAME_KEYS}
+            found |= {("steps", index, key) for key in step if key in FRAME_KEYS}
     return found
 
 
@@ -311,7 +312,7 @@ def _schema_errors(answer: Any, scope: PlanningScope) -> list[jsonschema.Validat
 def _schema_finding(error: jsonschema.ValidationError, scope: PlanningScope) -> Finding | None:
     """The finding for one schema error: the precise code where a later stage has one."""
     path = list(error.absolute_path)
-    where = ".".join(str(p) for p in path)
+    where: FindingPath = tuple(path)
     if error.validator == "maxItems" and path == ["steps"]:
         return _too_many_steps(len(error.instance), scope)
     if error.validator == "enum" and path[-1:] == ["uses"]:
@@ -328,7 +329,7 @@ def _schema_finding(error: jsonschema.ValidationError, scope: PlanningScope) -> 
         and isinstance(error.instance, dict)
         and "compose" in error.instance
     ):
-        return _composition_not_allowed(f"{where}.compose", scope)
+        return _composition_not_allowed((*where, "compose"), scope)
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
         extra = set(error.instance) - set(error.schema.get("properties", {}))
         if extra and extra <= FRAME_KEYS:
@@ -336,7 +337,7 @@ def _schema_finding(error: jsonschema.ValidationError, scope: PlanningScope) -> 
     return Finding("SCHEMA", where, _schema_message(error))
 
 
-def _composition_not_allowed(where: str, scope: PlanningScope) -> Finding:
+def _composition_not_allowed(where: FindingPath, scope: PlanningScope) -> Finding:
     return Finding(
         "COMPOSITION_NOT_ALLOWED",
         where,
@@ -348,14 +349,14 @@ def _composition_not_allowed(where: str, scope: PlanningScope) -> Finding:
 def _too_many_steps(count: int, scope: PlanningScope) -> Finding:
     return Finding(
         "TOO_MANY_STEPS",
-        "steps",
+        ("steps",),
         f"{count} steps, but this planning step allows at most {scope.max_steps}; "
         "merge or drop steps",
     )
 
 
 def _capability_finding(
-    name: Any, where: str, scope: PlanningScope, *, composed: bool = False
+    name: Any, where: FindingPath, scope: PlanningScope, *, composed: bool = False
 ) -> Finding:
     """`NOT_ALLOWED` for a catalog capability outside the allowed set, else `UNKNOWN_CAPABILITY`."""
     code = (
@@ -393,7 +394,7 @@ def _id_message(value: Any) -> str:
 def _check_ids(fragment: Fragment, scope: PlanningScope, findings: list[Finding]) -> set[str]:
     ids: set[str] = set()
     for index, step in enumerate(fragment.steps):
-        where = f"steps.{index}.id"
+        where = ("steps", index, "id")
         if not re.fullmatch(PLANNED_ID_PATTERN, step.id):
             findings.append(Finding("INVALID_ID", where, _id_message(step.id)))
         elif step.id in scope.template_steps:
@@ -427,7 +428,7 @@ def _check_references(
     for index, step in enumerate(fragment.steps):
         graph[step.id] = []
         for position, ref in enumerate(step.depends_on):
-            where = f"steps.{index}.depends_on.{position}"
+            where = ("steps", index, "depends_on", position)
             if ref in ids:
                 graph[step.id].append(ref)
             elif ref in scope.results:
@@ -455,7 +456,7 @@ def _check_references(
     if cycle:
         findings.append(
             Finding(
-                "CYCLE", "steps", f"steps depend on each other in a cycle: {' -> '.join(cycle)}"
+                "CYCLE", ("steps",), f"steps depend on each other in a cycle: {' -> '.join(cycle)}"
             )
         )
         return {}
@@ -465,7 +466,7 @@ def _check_references(
             findings.append(
                 Finding(
                     "TOO_DEEP",
-                    f"steps.{index}.depends_on",
+                    ("steps", index, "depends_on"),
                     f"'{step.id}' sits at depth {depths[step.id]} (a chain of that many planned "
                     f"steps), but this planning step allows depth {scope.max_depth}; "
                     "depend on fewer planned steps in a row",
@@ -487,7 +488,7 @@ def _check_children(fragment: Fragment, scope: PlanningScope, findings: list[Fin
             findings.append(
                 Finding(
                     "TOO_MANY_CHILDREN",
-                    "steps",
+                    ("steps",),
                     f"{count} planned steps depend directly on '{parent}', but this planning "
                     f"step allows at most {scope.max_children} per step; chain some of them "
                     "after another step, or merge them into fewer steps",
@@ -660,7 +661,7 @@ def _check_output(
             findings.append(
                 Finding(
                     "OUTPUT_CONTRACT",
-                    f"steps.{_position(fragment, step.id)}",
+                    ("steps", _position(fragment, step.id)),
                     f"'{step.id}' ends the plan, but its rows would lack {missing} (it produces "
                     f"{sorted(produced)}); the planning step's result must have "
                     f"{sorted(needed)}: end the plan with steps that produce them",
@@ -684,14 +685,16 @@ def _composition(
     A composed primitive is held to the same pins as using it directly: the template's preset
     for it is merged under each entry's `with`.
     """
-    where = f"steps.{index}"
+    where: FindingPath = ("steps", index)
     try:
         if spec.compose is not None:
             if not (scope.allow_dynamic_composition and scope.composable):
-                findings.append(_composition_not_allowed(f"{where}.compose", scope))
+                findings.append(_composition_not_allowed((*where, "compose"), scope))
                 return None
             outside = [
-                _capability_finding(e.get("use"), f"{where}.compose.{i}.use", scope, composed=True)
+                _capability_finding(
+                    e.get("use"), (*where, "compose", i, "use"), scope, composed=True
+                )
                 for i, e in enumerate(spec.compose)
                 if e.get("use") not in scope.composable
             ]
@@ -706,24 +709,24 @@ def _composition(
                     entries.append(dict(entry))
                     continue
                 pinned = scope.presets.get(use, {})
-                located = f"{where}.compose[{position}].with"
+                located = (*where, "compose", position, "with")
                 merged = _pinned_config(use, pinned, given, located, findings)
                 if merged is not None:
                     entries.append({"use": use, "with": merged})
             if len(entries) < len(spec.compose):
                 return None
             composition = scope.catalog.compose(
-                entries, input_kind=input_kind, location=f"{where}.compose"
+                entries, input_kind=input_kind, location=(*where, "compose")
             )
             config: dict[str, Any] = {}
             compose: tuple[dict[str, Any], ...] | None = tuple(entries)
         else:
             assert spec.uses is not None
             if spec.uses not in scope.presets:
-                findings.append(_capability_finding(spec.uses, f"{where}.uses", scope))
+                findings.append(_capability_finding(spec.uses, (*where, "uses"), scope))
                 return None
             merged = _pinned_config(
-                spec.uses, scope.presets[spec.uses], spec.with_, f"{where}.with", findings
+                spec.uses, scope.presets[spec.uses], spec.with_, (*where, "with"), findings
             )
             if merged is None:
                 return None
@@ -739,7 +742,7 @@ def _composition(
         findings.append(
             Finding(
                 "NOT_ALLOWED",
-                f"{where}.uses" if spec.compose is None else f"{where}.compose",
+                (*where, "uses" if spec.compose is None else "compose"),
                 "planned steps cannot read template inputs; depend on the result of the "
                 "step that loaded them",
             )
@@ -750,7 +753,7 @@ def _composition(
         findings.append(
             Finding(
                 "DANGLING_REFERENCE",
-                f"{where}.with" if spec.compose is None else f"{where}.compose",
+                (*where, "with" if spec.compose is None else "compose"),
                 f"the step reads {unread} but does not depend on them; a step can only read "
                 "results it lists in depends_on",
             )
@@ -763,7 +766,7 @@ def _pinned_config(
     name: str,
     pinned: Mapping[str, Any],
     given: Mapping[str, Any],
-    where: str,
+    where: FindingPath,
     findings: list[Finding],
 ) -> dict[str, Any] | None:
     """`given` merged over the template's pins for `name`, or None with a finding.
@@ -786,7 +789,7 @@ def _pinned_config(
         findings.append(
             Finding(
                 "PINNED_CONFIG",
-                f"{where}.path",
+                (*where, "path"),
                 "a plan cannot choose file paths; read results through depends_on",
             )
         )
@@ -794,7 +797,7 @@ def _pinned_config(
     return {**pinned, **{k: v for k, v in given.items() if k not in pinned}}
 
 
-def _located(finding: Finding, where: str) -> Finding:
-    if finding.location.startswith(where):
+def _located(finding: Finding, where: FindingPath) -> Finding:
+    if finding.path[: len(where)] == where:
         return finding
-    return finding.at(where)
+    return finding.at(*where)

@@ -4,6 +4,9 @@
   would run for a run (what the UI's "from failure" button computes); no public API says so.
 - `EngineEventData`: the metadata of an engine event in a run's log; the public
   `DagsterInstance.report_engine_event` takes this private type.
+- `ConfigurableResourceFactory._convert_to_config_dictionary`: the config values a pythonic
+  resource or IO manager was given (an `EnvVar` as `{"env": NAME}`), which
+  `jobs.deployment_resources` pins so that no launch can override them.
 - `DefinitionsLoadContext`: whether Dagster is loading definitions to reconstruct a job (a run
   or step worker) or to initialise a code location; a worker then needs one job only.
 
@@ -17,6 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from dagster import DagsterInstance, DagsterRun
+from dagster._config.pythonic_config import ConfigurableResourceFactory
 from dagster._core.definitions.definitions_load_context import (
     DefinitionsLoadContext,
     DefinitionsLoadType,
@@ -48,3 +52,11 @@ def from_failure_step_keys(instance: DagsterInstance, run: DagsterRun) -> list[s
         instance=instance, parent_run=run
     )
     return list(step_keys)
+
+
+def pythonic_config_values(resource: object) -> dict[str, Any] | None:
+    """The config values of a pythonic resource or IO manager, as Dagster passes them to its
+    resource definition; None for anything else."""
+    if not isinstance(resource, ConfigurableResourceFactory):
+        return None
+    return dict(resource._convert_to_config_dictionary())  # noqa: SLF001

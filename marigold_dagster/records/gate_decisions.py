@@ -41,6 +41,7 @@ from marigold_dagster.keys import (
     DECISION_JOB,
     DECISION_OP,
     PAUSED_AT_GATE,
+    GateStatus,
     gate_asset_key,
     gate_partitions_name,
 )
@@ -114,7 +115,7 @@ class GateDecision:
 class GateState:
     """Where a gate of a run stands: `pending`, `approved`, `rejected` or `timed_out`."""
 
-    status: Literal["pending", "approved", "rejected", "timed_out"]
+    status: GateStatus
     pause: GatePause
     decision: GateDecision | None = None
 
@@ -122,7 +123,7 @@ class GateState:
     def detail(self) -> str:
         if self.decision is not None:
             return self.decision.describe()
-        if self.status == "timed_out":
+        if self.status is GateStatus.TIMED_OUT:
             return self.pause.timeout_detail()
         return f"waiting for a decision: {self.pause.prompt}"
 
@@ -276,13 +277,11 @@ def decide_gate(pause: GatePause, decisions: Sequence[GateDecision], now: float)
         if not decision.principal:
             continue  # not recorded by `record_decision`: nobody was checked
         if pause.may_decide(decision.by) and not pause.timed_out(decision.decided_at):
-            status: Literal["approved", "rejected"] = (
-                "approved" if decision.approved else "rejected"
-            )
+            status = GateStatus.APPROVED if decision.approved else GateStatus.REJECTED
             return GateState(status, pause, decision)
     if pause.timed_out(now):
-        return GateState("timed_out", pause)
-    return GateState("pending", pause)
+        return GateState(GateStatus.TIMED_OUT, pause)
+    return GateState(GateStatus.PENDING, pause)
 
 
 def gate_state(
@@ -364,7 +363,7 @@ def record_decision(
             f"{approvers.who_may_act_as(by)}. The deployment maps approver names to users and "
             f"groups in the file named by {APPROVERS_ENV}"
         )
-    if state.status == "timed_out":
+    if state.status is GateStatus.TIMED_OUT:
         raise GateTimedOut(
             f"gate '{step}' of run {run_id} {pause.timeout_detail()} (deadline "
             f"{iso(pause.deadline or 0)}); it counts as rejected. Resume the run "

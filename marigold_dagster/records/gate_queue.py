@@ -13,6 +13,7 @@ import time
 
 from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
 
+from marigold_dagster.keys import GateStatus
 from marigold_dagster.records.gate_decisions import GateState, gate_state, pause_record
 from marigold_dagster.records.run_history import template_run_records
 
@@ -55,6 +56,6 @@ def waiting_gates(
             continue
         for step in paused_gates(instance, run.run_id):
             state = gate_state(instance, run.run_id, step, now=at)
-            if state.status == "pending":
+            if state.status is GateStatus.PENDING:
                 waiting.append(state)
     return waiting

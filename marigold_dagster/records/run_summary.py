@@ -352,7 +352,8 @@ def _explain_absence(
         return _with(summary, StepStatus.NOT_RUN, f"not started: {setup_failure}")
     for gate, _ in sorted(step.guard):
         state = statuses[gate]
-        if state.kind == StepKind.GATE.value and state.status in ("rejected", "timed_out"):
+        ended = state.status in (StepStatus.REJECTED, StepStatus.TIMED_OUT)
+        if state.kind == StepKind.GATE.value and ended:
             return _with(summary, StepStatus.SKIPPED, f"gate '{gate}' {state.detail}")
         if state.kind == StepKind.GATE.value and state.status == StepStatus.PAUSED:
             return _with(summary, StepStatus.NOT_RUN, f"waiting at gate '{gate}'")

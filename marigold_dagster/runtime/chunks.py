@@ -29,6 +29,7 @@ from dagster import (
     OpExecutionContext,
     Output,
 )
+from tenacity import RetryCallState
 
 from grammar_ops import ConfigurationError, is_transient
 from grammar_ops.context import PrimitiveContext
@@ -67,10 +68,9 @@ from marigold_dagster.runtime.dead_letters import (
 from marigold_dagster.runtime.input_roots import confine_input
 from marigold_dagster.runtime.outputs import (
     materializations,
-    retry_delay_s,
-    retry_policy,
     run_artifacts_dir,
     step_failure,
+    step_retrying,
     template_inputs,
 )
 from marigold_dagster.template.frame import Frame, FrameStep
@@ -335,28 +335,24 @@ def _catch_up(
         {},
         _chunk_template_inputs(context, frame, step),
     )
-    policy = retry_policy(step.step.retry)
-    tries = (policy.max_retries if policy else 0) + 1
+    tries = step.step.retry.max_attempts if step.step.retry else 1
     outcomes = []
     for chunk in missing:
-        for attempt in range(1, tries + 1):
-            try:
+
+        def log_retry(state: RetryCallState, chunk: ChunkSpec = chunk) -> None:
+            failure = state.outcome.exception() if state.outcome else None
+            context.log.warning(
+                f"chunk {chunk.mapping_key} try {state.attempt_number} of {tries} failed; "
+                f"retrying in {state.upcoming_sleep:.2f} s: {getattr(failure, 'description', '')}"
+            )
+
+        for attempt in step_retrying(step.step.retry, log_retry):
+            with attempt:
+                number = attempt.retry_state.attempt_number
                 outcome, _, _ = process_chunk(
-                    context, step, chunk, ctx, attempts=attempt, may_retry=attempt < tries
+                    context, step, chunk, ctx, attempts=number, may_retry=number < tries
                 )
-            except Failure as failure:
-                if not failure.allow_retries or attempt >= tries:
-                    raise
-                # transient, and tries are left: wait as Dagster's RetryPolicy would
-                delay = retry_delay_s(step.step.retry, attempt)
-                context.log.warning(
-                    f"chunk {chunk.mapping_key} try {attempt} of {tries} failed; retrying in "
-                    f"{delay:.2f} s: {failure.description}"
-                )
-                time.sleep(delay)
-                continue
-            outcomes.append(outcome)
-            break
+        outcomes.append(outcome)
     return outcomes
 
 
@@ -586,7 +582,7 @@ def merge_chunks(
     yield from materializations(frame, step, metadata)
     yield AssetCheckEvaluation(
         asset_key=step_asset_key(frame.name, step.name),
-        check_name="every_row_processed",
+        check_name=keys.EVERY_ROW_PROCESSED_CHECK,
         passed=not failed,
         severity=AssetCheckSeverity.WARN,
         metadata={keys.RECONCILIATION_KEY: line, keys.ROWS_DEAD_LETTERED_KEY: len(failed)},

@@ -26,6 +26,7 @@ from marigold_dagster.keys import (
     APPROVED,
     DECIDED,
     DECISION_JOB,
+    GateStatus,
     StepStatus,
 )
 from marigold_dagster.records.dagster_private import engine_event_data
@@ -95,14 +96,14 @@ def pass_gate(
     )
     decisions = find_decisions(context.instance, frame.name, step.name, lineage)
     state = decide_gate(pause, decisions, now)
-    if state.status == "pending":
+    if state.status is GateStatus.PENDING:
         _pause(context, pause)
         return  # no output: what follows the gate is skipped, and the run ends paused
     if context.dagster_run.tags.get(keys.PAUSED_AT_GATE):
         # a re-execution inherits its paused parent's tags; this run is past the gate
         context.instance.add_run_tags(context.run_id, {keys.PAUSED_AT_GATE: ""})
 
-    approved = state.status == "approved"
+    approved = state.status is GateStatus.APPROVED
     metadata = step_metadata(context, step, None, None, status=StepStatus(state.status))
     metadata[keys.GATE_KEY] = state.detail
     if state.decision is not None:
@@ -116,7 +117,7 @@ def pass_gate(
             }
         )
     context.log.info(f"gate '{step.name}' {state.detail}")
-    record = {"status": state.status, "detail": state.detail}
+    record = {"status": state.status.value, "detail": state.detail}
     yield from materializations(frame, step, metadata)
     yield Output(StepValue(step.name, Kind.JSON, record), DECIDED, metadata=metadata)
     if approved:

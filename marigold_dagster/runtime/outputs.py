@@ -2,14 +2,13 @@
 
 The asset materialization a step records, the `Failure` for an error (retried under the step's
 policy when `grammar_ops.is_transient` says retrying may fix it, failed at once otherwise), the
-retry policy a step runs under and the delay before a retry, the run-scoped folder tables are
-written to, and the template input paths a step was launched with (checked to exist).
+retry policy a step runs under and the tries of it run inside a step, the run-scoped folder
+tables are written to, and the template input paths a step was launched with (checked to exist).
 """
 
 from __future__ import annotations
 
 import os
-import random
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -24,9 +23,11 @@ from dagster import (
 )
 from dagster import Backoff as DagsterBackoff
 from dagster import Jitter as DagsterJitter
+from tenacity import Retrying, wait_none
 
 from grammar_ops import is_transient
 from grammar_ops.failures import failure_class
+from grammar_ops.retrying import BeforeSleep, retrying, step_wait
 from marigold_dagster import keys
 from marigold_dagster.artifacts import artifacts_dir
 from marigold_dagster.errors import InputOutsideRoots
@@ -107,26 +108,18 @@ def run_artifacts_dir(context: OpExecutionContext) -> Path:
     return artifacts_dir(context.instance.storage_directory(), context.run_id)
 
 
-def retry_delay_s(spec: RetrySpec | None, retry: int) -> float:
-    """Seconds to wait before retry number `retry` (1-based), as Dagster's RetryPolicy waits.
+def step_retrying(spec: RetrySpec | None, before_sleep: BeforeSleep | None = None) -> Retrying:
+    """The tries of a step's `retry:` block run inside one step (a batch merge catching up
+    chunks): a `Failure` that allows retries is tried again after the wait Dagster's RetryPolicy
+    would take, with the template's backoff and jitter; any other error is raised at once."""
 
-    Used where a retry happens inside one step (a batch merge catching up chunks), so it
-    follows the template's backoff and jitter exactly as Dagster's own step retries do.
-    """
-    if spec is None or not spec.delay_s:
-        return 0.0
-    base = spec.delay_s
-    if spec.backoff == "exponential":
-        delay = ((2**retry) - 1) * base
-    elif spec.backoff == "linear":
-        delay = base * retry
-    else:
-        delay = base
-    if spec.jitter == "full":
-        delay = random.random() * delay
-    elif spec.jitter == "plus_minus":
-        delay = delay + (2 * random.random() * base) - base
-    return max(0.0, delay)
+    def retryable(error: BaseException) -> bool:
+        return isinstance(error, Failure) and error.allow_retries
+
+    if spec is None:
+        return retrying(1, wait_none(), retryable, before_sleep)
+    wait = step_wait(spec.delay_s, spec.backoff, spec.jitter)
+    return retrying(spec.max_attempts, wait, retryable, before_sleep)
 
 
 def retry_policy(spec: RetrySpec | None) -> RetryPolicy | None:

@@ -290,7 +290,7 @@ def _validation_check(
     """The plan's validation as an asset check on the plan asset (attempts and findings)."""
     return AssetCheckEvaluation(
         asset_key=plan_asset_key(frame.name, step.name),
-        check_name="plan_validated",
+        check_name=keys.PLAN_VALIDATED_CHECK,
         passed=passed,
         metadata=_attempts_metadata(outcome),
         description="The planner's fragment passed every validation rule before anything ran.",

@@ -18,8 +18,8 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from grammar_ops import Catalog, Composition, CompositionError, Kind
-from marigold_dagster.errors import TemplateProblem
+from grammar_ops import Catalog, Composition, CompositionError, Finding, Kind
+from grammar_ops.findings import FindingPath
 from marigold_dagster.graphs import ancestors, dependency_order, find_cycle
 from marigold_dagster.template.model import (
     BatchSpec,
@@ -34,10 +34,10 @@ from marigold_dagster.template.model import (
     StepKind,
     Template,
 )
+from marigold_dagster.template.yaml_source import YamlSource
 
 Guard = frozenset[tuple[str, str]]
-FieldPath = tuple[str | int, ...]
-AddProblem = Callable[[str, FieldPath, str], None]
+AddProblem = Callable[[str, FindingPath, str], None]
 ROW_KINDS = frozenset({Kind.TABLE, Kind.RECORDS})
 GATE_APPROVED = "approved"  # the gate output that carries its input on when approved
 GATE_PRIMITIVE = "gate.approval"
@@ -107,16 +107,22 @@ class FrameStep:
 
 @dataclass(frozen=True)
 class Frame:
-    """A validated template, its steps in topological order, and the catalog it resolved in."""
+    """A validated template, its steps in topological order, the catalog it resolved in, and
+    the YAML it was read from (so later checks name lines without reading the file again)."""
 
     template: Template
     path: Path
     catalog: Catalog
+    source: YamlSource = field(repr=False, compare=False)
     steps: dict[str, FrameStep] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
         return self.template.name
+
+    def located(self, finding: Finding) -> Finding:
+        """`finding` (a path in this template) with the line its path has in the file."""
+        return replace(finding, line=self.source.line_of(finding.path))
 
     def resolve(self, path: str) -> Path:
         """`path` as the template means it: relative to the template file unless absolute."""
@@ -168,21 +174,15 @@ def _of_kind(step: Step, kind: type[StepOfKind]) -> StepOfKind:
     return step
 
 
-def _render_path(path: tuple[str | int, ...]) -> str:
-    text = ""
-    for part in path:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
-    return text
-
-
 def analyse_frame(
-    template: Template, path: Path, catalog: Catalog
-) -> tuple[Frame | None, list[tuple[tuple[str | int, ...], TemplateProblem]]]:
-    """Check `template` as a whole; return the frame, or None and every problem with its path."""
-    problems: list[tuple[tuple[str | int, ...], TemplateProblem]] = []
+    template: Template, source: YamlSource, path: Path, catalog: Catalog
+) -> tuple[Frame | None, list[Finding]]:
+    """Check `template` (read from `source`) as a whole; return the frame, or None and every
+    problem found, each with its line."""
+    problems: list[Finding] = []
 
-    def add(code: str, where: tuple[str | int, ...], message: str) -> None:
-        problems.append((where, TemplateProblem(code, _render_path(where), message)))
+    def add(code: str, where: FindingPath, message: str) -> None:
+        problems.append(Finding(code, where, message, source.line_of(where)))
 
     if template.name != path.stem:
         add(
@@ -216,7 +216,7 @@ def analyse_frame(
     if order is None:
         return None, problems
 
-    frame = Frame(template=template, path=path, catalog=catalog)
+    frame = Frame(template=template, path=path, catalog=catalog, source=source)
     for name in order:
         index = index_of[name]
         if any(dep not in frame.steps for dep in template.steps[index].depends_on):
@@ -431,7 +431,7 @@ def _check_fields(
                 if name in columns:
                     continue
                 if single:
-                    where: FieldPath = ("steps", index, "with", *path)
+                    where: FindingPath = ("steps", index, "with", *path)
                 elif uses:
                     where = ("steps", index, "with")
                 else:
@@ -453,7 +453,7 @@ def _check_branch_refs(
     """Every branch a decision's rules (or model) may choose is one of its declared `branches:`."""
     declared = list(step.branches)
     for position, composed in enumerate(composition.steps):
-        prefix: FieldPath = (
+        prefix: FindingPath = (
             ("steps", index, "with") if step.uses else ("steps", index, "compose", position, "with")
         )
         for path, branch in composed.primitive.branch_refs(composed.config):
@@ -569,26 +569,12 @@ def _resolve(
 ) -> Composition | None:
     try:
         if step.uses is not None:
-            return catalog.resolve(step.uses, step.with_, input_kind=input_kind, location="uses")
-        return catalog.compose(step.compose or [], input_kind=input_kind, location="compose")
+            return catalog.resolve(step.uses, step.with_, input_kind=input_kind)
+        return catalog.compose(step.compose or [], input_kind=input_kind)
     except CompositionError as error:
         for finding in error.findings:
-            add(finding.code, ("steps", index, *_finding_path(finding.location)), finding.message)
+            add(finding.code, ("steps", index, *finding.path), finding.message)
         return None
-
-
-def _finding_path(location: str) -> tuple[str | int, ...]:
-    """`compose[2].with.labels` -> ("compose", 2, "with", "labels"); `uses(x).with` -> uses."""
-    parts: list[str | int] = []
-    for chunk in location.replace("]", "").split("."):
-        name, _, rest = chunk.partition("[")
-        if "(" in name:
-            name = name.split("(")[0]
-        if name:
-            parts.append(name)
-        for number in filter(None, rest.split("[")):
-            parts.append(int(number) if number.isdigit() else number)
-    return tuple(parts)
 
 
 def _check_references(

@@ -1,26 +1,27 @@
 """Loading templates: YAML file -> validated `Template` -> analysed `Frame`, or every problem.
 
 Each problem is reported with the file, the line and the field, and says what would be valid.
+Templates loaded together (a folder) have their triggers checked against each other too.
 """
 
 from __future__ import annotations
 
 import difflib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from grammar_ops import Catalog, standard_catalog
+from grammar_ops import Catalog, Finding, standard_catalog
 from marigold_dagster.errors import (
     MarigoldError,
     TemplateError,
-    TemplateProblem,
     TemplatesInvalid,
     YamlLimitError,
     YamlSyntaxError,
 )
-from marigold_dagster.template.frame import Frame, _render_path, analyse_frame
+from marigold_dagster.template.frame import Frame, analyse_frame
 from marigold_dagster.template.model import (
     NAME_PATTERN,
     STEP_KIND_ERROR,
@@ -29,6 +30,7 @@ from marigold_dagster.template.model import (
     TaskStep,
     Template,
 )
+from marigold_dagster.template.trigger_checks import check_triggers
 from marigold_dagster.template.yaml_source import (
     MAX_TEMPLATE_BYTES,
     YamlSource,
@@ -50,56 +52,60 @@ def load_template(path: Path | str, catalog: Catalog | None = None) -> Frame:
     try:
         text = _read_text(path)
     except YamlLimitError as error:
-        raise TemplateError(
-            path, [TemplateProblem("OVER_LIMIT", "", str(error), error.line)]
-        ) from None
+        raise TemplateError(path, [Finding("OVER_LIMIT", (), str(error), error.line)]) from None
     except YamlSyntaxError as error:
-        raise TemplateError(
-            path, [TemplateProblem("YAML_SYNTAX", "", str(error), error.line)]
-        ) from None
+        raise TemplateError(path, [Finding("YAML_SYNTAX", (), str(error), error.line)]) from None
     except OSError as error:
-        raise TemplateError(path, [TemplateProblem("UNREADABLE", "", str(error))]) from None
+        raise TemplateError(path, [Finding("UNREADABLE", (), str(error))]) from None
     return load_template_text(text, path, catalog)
 
 
-def load_template_text(text: str, path: Path | str, catalog: Catalog | None = None) -> Frame:
+def load_template_text(
+    text: str,
+    path: Path | str,
+    catalog: Catalog | None = None,
+    among: Sequence[Frame] | None = None,
+) -> Frame:
     """Check template YAML `text` as if it were the file at `path` (which need not exist).
 
     `path` names the file in every problem, must have the template's name as its stem, and
-    anchors relative input paths, exactly as for `load_template`.
+    anchors relative input paths, exactly as for `load_template`. With `among` (the other
+    templates of its folder), its triggers are checked as loading the folder would.
 
     Raises:
         TemplateError: with every problem found, each located by line and field.
     """
     path = Path(path)
     try:
-        return _check_text(text, path, catalog or standard_catalog())
+        frame = _check_text(text, path, catalog or standard_catalog())
     except RecursionError:
         # A backstop: parsing bounds nesting, so no template should get here; if one does, it
         # is one bad template, not a code location that fails to load.
         message = "the template nests too deeply to be checked; flatten it"
-        raise TemplateError(path, [TemplateProblem("OVER_LIMIT", "", message, None)]) from None
+        raise TemplateError(path, [Finding("OVER_LIMIT", (), message)]) from None
+    if among is not None:
+        others = [other for other in among if other.name != frame.name]
+        for error in check_triggers([*others, frame]):
+            if error.path == path:
+                raise error
+    return frame
 
 
 def _check_text(text: str, path: Path, catalog: Catalog) -> Frame:
     try:
         source = parse_yaml(text)
     except YamlLimitError as error:
-        raise TemplateError(
-            path, [TemplateProblem("OVER_LIMIT", "", str(error), error.line)]
-        ) from None
+        raise TemplateError(path, [Finding("OVER_LIMIT", (), str(error), error.line)]) from None
     except YamlSyntaxError as error:
-        raise TemplateError(
-            path, [TemplateProblem("YAML_SYNTAX", "", str(error), error.line)]
-        ) from None
+        raise TemplateError(path, [Finding("YAML_SYNTAX", (), str(error), error.line)]) from None
 
     if not isinstance(source.data, dict):
         raise TemplateError(
             path,
             [
-                TemplateProblem(
+                Finding(
                     "NOT_A_MAPPING",
-                    "",
+                    (),
                     "a template is a YAML mapping with name, version, budget and steps",
                     1,
                 )
@@ -109,9 +115,9 @@ def _check_text(text: str, path: Path, catalog: Catalog) -> Frame:
         raise TemplateError(
             path,
             [
-                TemplateProblem(
+                Finding(
                     "YAML_BOOLEAN_KEY",
-                    _render_path(where),
+                    where,
                     f"YAML 1.1 reads the key `{key}` as the boolean "
                     f"{str(key.lower() in _TRUE_WORDS).lower()}, not the word: quote it "
                     f"('{key}': ...)",
@@ -125,15 +131,9 @@ def _check_text(text: str, path: Path, catalog: Catalog) -> Frame:
     except ValidationError as error:
         raise TemplateError(path, _pydantic_problems(error, source)) from None
 
-    frame, problems = analyse_frame(template, path, catalog)
+    frame, findings = analyse_frame(template, source, path, catalog)
     if frame is None:
-        raise TemplateError(
-            path,
-            [
-                TemplateProblem(p.code, p.field, p.message, source.line_of(where))
-                for where, p in problems
-            ],
-        )
+        raise TemplateError(path, findings)
     return frame
 
 
@@ -160,7 +160,7 @@ def _read_text(path: Path) -> str:
 
 
 def load_templates(directory: Path | str, catalog: Catalog | None = None) -> list[Frame]:
-    """Load every template in `directory` (sorted by file name).
+    """Load every template in `directory` (sorted by file name), triggers checked.
 
     Raises:
         TemplatesInvalid: listing every problem of every bad file.
@@ -177,7 +177,8 @@ def load_templates_apart(
     """Every template in `directory` that loads, and the errors of those that do not.
 
     For commands about one template (`marigold run X`), which need not refuse because another
-    file in the folder is broken.
+    file in the folder is broken. A template loads when its triggers check out against the
+    others that load (following one that does not is left to that one's own errors).
 
     Raises:
         MarigoldError: when the folder does not exist.
@@ -194,19 +195,22 @@ def load_templates_apart(
             frames.append(load_template(path, catalog))
         except TemplateError as error:
             errors.append(error)
-    return frames, errors
+    trigger_errors = check_triggers(frames, unloaded={error.path.stem for error in errors})
+    failed = {error.path for error in trigger_errors}
+    frames = [frame for frame in frames if frame.path not in failed]
+    return frames, sorted([*errors, *trigger_errors], key=lambda error: error.path)
 
 
-def _pydantic_problems(error: ValidationError, source: YamlSource) -> list[TemplateProblem]:
+def _pydantic_problems(error: ValidationError, source: YamlSource) -> list[Finding]:
     problems = []
     for item in error.errors():
         loc, kind = _step_tag_removed(tuple(item["loc"]))
         if item["type"] == STEP_KIND_ERROR:
             loc = (*loc, "kind")
         problems.append(
-            TemplateProblem(
+            Finding(
                 code=_CODES.get(item["type"], item["type"].upper()),
-                field=_render_path(loc),
+                path=loc,
                 message=_explain(item, loc, kind),
                 line=source.line_of(loc),
             )

@@ -82,10 +82,21 @@ class RetrySpec(_Strict):
     jitter: Literal["none", "full", "plus_minus"] = "none"
 
 
+DEFAULT_BATCH_ROWS = 5_000
+"""Rows per chunk when a batch step does not say. Each chunk is one Dagster step with a fixed
+cost, paid while the model server waits: about 0.2 s here (seven event-log writes, the model
+requests' ramp-up and tail). 5,000 short classifications keep a server of 1,600 prompts/s busy
+for about 3 s, so that cost stays under 7% (slower servers: less), while a retry or an `isolate`
+re-run repeats at most 5,000 rows. Measured: `bench/bench_scale.py --chunk-rows 2000 5000 10000`
+(at 50,000 rows, template / direct 0.85, 0.92, 0.93)."""
+
+
 class BatchSpec(_Strict):
     """Cursor-based fan-out over rows: chunks of `size` rows, one Dagster step per chunk."""
 
-    size: PositiveInt
+    size: PositiveInt = Field(
+        DEFAULT_BATCH_ROWS, description="Rows per chunk: one Dagster step, retried as a unit."
+    )
     failure_strategy: Literal["continue", "fail_fast", "isolate"] = "fail_fast"
     max_fanout: PositiveInt | None = Field(
         None, description="A tighter cap than budget.max_fanout for this step."

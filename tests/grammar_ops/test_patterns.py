@@ -23,7 +23,7 @@ def test_classify_records_by_name_and_inline(make_ctx, sales_table):
 def test_classify_records_config_errors():
     with pytest.raises(CompositionError) as caught:
         CATALOG.resolve("classify_records", {"labels": ["a", "b"], "colour": 1})
-    assert {f.location for f in caught.value.findings} == {"with.field", "with.colour"}
+    assert {f.path for f in caught.value.findings} == {("with", "field"), ("with", "colour")}
 
 
 SCHEMA = {

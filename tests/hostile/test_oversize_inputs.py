@@ -154,7 +154,7 @@ def test_a_template_over_the_size_cap_is_refused(tmp_path: Path) -> None:
         handle.truncate(MAX_TEMPLATE_BYTES * 50)
     with pytest.raises(TemplateError) as caught:
         load_template(path)
-    [problem] = caught.value.problems
+    [problem] = caught.value.findings
     assert problem.code == "OVER_LIMIT"
     assert f"over the limit of {MAX_TEMPLATE_BYTES:,} bytes (MAX_TEMPLATE_BYTES)" in problem.message
     assert f"{MAX_TEMPLATE_BYTES * 50:,} bytes" in problem.message

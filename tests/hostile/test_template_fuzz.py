@@ -61,12 +61,12 @@ def check_load(path: Path, catalog: Any) -> Frame | TemplateError:
     try:
         return load_template(path, catalog)
     except TemplateError as error:
-        assert error.problems, "a TemplateError must carry at least one problem"
-        for problem in error.problems:
+        assert error.findings, "a TemplateError must carry at least one problem"
+        for problem in error.findings:
             assert problem.code and problem.code == problem.code.upper(), problem
             assert problem.message.strip(), problem
             assert problem.line is None or problem.line >= 1, problem
-        assert any(p.line is not None or p.code in FILE_LEVEL for p in error.problems), (
+        assert any(p.line is not None or p.code in FILE_LEVEL for p in error.findings), (
             f"no problem is located by line:\n{error}"
         )
         assert str(path) in str(error)
@@ -281,7 +281,7 @@ def test_billion_laughs_is_refused_before_expansion(fuzz_dir: Path, catalog: Any
         lines.append(f"a{level}: &a{level} [" + ", ".join([f"*a{level - 1}"] * 9) + "]")
     error = refused(fuzz_dir, "\n".join(lines) + "\n", catalog, "MAX_NODES")
     assert f"more than {MAX_NODES:,} values" in str(error)
-    assert error.problems[0].code == "OVER_LIMIT" and error.problems[0].line is not None
+    assert error.findings[0].code == "OVER_LIMIT" and error.findings[0].line is not None
 
 
 def test_too_many_aliases_are_refused(fuzz_dir: Path, catalog: Any) -> None:
@@ -291,7 +291,7 @@ def test_too_many_aliases_are_refused(fuzz_dir: Path, catalog: Any) -> None:
 
 def test_a_recursive_anchor_is_refused(fuzz_dir: Path, catalog: Any) -> None:
     error = refused(fuzz_dir, "steps: &s [name: x, *s]\n", catalog, "recursive alias")
-    assert error.problems[0].line == 1
+    assert error.findings[0].line == 1
 
 
 @pytest.mark.parametrize(
@@ -319,7 +319,7 @@ def test_a_file_over_the_size_cap_is_refused_unread(fuzz_dir: Path, catalog: Any
     text = "name: fuzzed\ndescription: " + "x" * MAX_TEMPLATE_BYTES + "\n"
     error = refused(fuzz_dir, text, catalog, f"over the limit of {MAX_TEMPLATE_BYTES:,} bytes")
     assert "MAX_TEMPLATE_BYTES" in str(error)
-    assert error.problems[0].code == "OVER_LIMIT"
+    assert error.findings[0].code == "OVER_LIMIT"
 
 
 def test_a_huge_scalar_under_the_cap_is_a_normal_error(fuzz_dir: Path, catalog: Any) -> None:
@@ -344,11 +344,11 @@ def test_unreadable_values_are_located_yaml_errors(
 ) -> None:
     outcome = load_text(fuzz_dir, text, catalog)
     assert isinstance(outcome, TemplateError)
-    assert [(p.code, p.line) for p in outcome.problems] == [("YAML_SYNTAX", line)]
+    assert [(p.code, p.line) for p in outcome.findings] == [("YAML_SYNTAX", line)]
 
 
 def test_invalid_utf8_is_located(fuzz_dir: Path, catalog: Any) -> None:
     outcome = load_text(fuzz_dir, b"name: x\nversion: 1\ndescription: \xff\xfe\n", catalog)
     assert isinstance(outcome, TemplateError)
-    assert [(p.code, p.line) for p in outcome.problems] == [("YAML_SYNTAX", 3)]
+    assert [(p.code, p.line) for p in outcome.findings] == [("YAML_SYNTAX", 3)]
     assert "not UTF-8" in str(outcome)

@@ -7,6 +7,7 @@ import logging
 import dagster as dg
 import jsonschema
 import pytest
+from pydantic import ValidationError
 
 from grammar_ops.model import ModelCall, ModelClient, ModelError, ModelReply
 from resources.offline_model import OfflineModel, leading_sentences
@@ -159,6 +160,11 @@ def test_plan_chain_follows_the_goal_not_the_ranking() -> None:
     goal = "Look up each counterparty, then check the liability clauses of the contract."
     fragment = OfflineModel(plan_max_steps=2).plan(goal, CAPABILITIES)
     assert [s["uses"] for s in fragment["steps"]] == ["lookup_counterparty", "extract_clauses"]
+
+
+def test_plan_max_steps_below_one_fails_when_the_resource_is_built() -> None:
+    with pytest.raises(ValidationError, match=r"plan_max_steps\n.*greater than or equal to 1"):
+        OfflineModel(plan_max_steps=0)
 
 
 def test_plan_with_nothing_matching_is_done() -> None:

@@ -13,7 +13,9 @@ import dagster as dg
 import httpx
 import jsonschema
 import pytest
+from pydantic import ValidationError
 
+from grammar_ops import retrying
 from grammar_ops.model import ModelCall, ModelClient, ModelError, ModelReply
 from resources.model_errors import ModelAnswerError, ModelServerCheckError, ModelServerError
 from resources.sglang import SGLangResource, display_url
@@ -119,15 +121,41 @@ def test_model_none_takes_the_served_model(open_model) -> None:
         assert model.complete(classify()).model == MODEL
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "valid"),
+    [
+        ("connect_timeout_s", 0, "greater than 0"),
+        ("request_timeout_s", -1.0, "greater than 0"),
+        ("setup_timeout_s", 0, "greater than 0"),
+        ("batch_size", 0, "greater than or equal to 1"),
+        ("max_in_flight", 0, "greater than or equal to 1"),
+        ("max_new_tokens_limit", 0, "greater than or equal to 1"),
+        ("queue_headroom", -0.1, "greater than or equal to 0"),
+        ("queue_headroom", 25, "less than or equal to 4"),  # a percentage for a fraction
+        ("retry_max_attempts", 0, "greater than or equal to 1"),
+        ("retry_backoff_base_s", -1, "greater than or equal to 0"),
+        ("retry_backoff_max_s", -1, "greater than or equal to 0"),
+        ("retry_jitter", 1.5, "less than or equal to 1"),
+        ("retry_jitter", -0.5, "greater than or equal to 0"),
+        ("price_per_1m_prompt_tokens", -1, "greater than or equal to 0"),
+        ("price_per_1m_completion_tokens", -1, "greater than or equal to 0"),
+        ("price_per_1m_cached_tokens", -1, "greater than or equal to 0"),
+    ],
+)
+def test_a_value_out_of_range_fails_when_the_resource_is_built(
+    field: str, value: float, valid: str
+) -> None:
+    with pytest.raises(ValidationError) as caught:
+        SGLangResource(base_url="http://127.0.0.1:1", **{field: value})
+    message = str(caught.value)
+    assert f"\n{field}\n" in message and valid in message
+
+
 def test_bad_config_is_reported_before_any_request(open_model) -> None:
-    with pytest.raises(ModelServerCheckError, match="batch_size > 1 needs api='native'"):
-        with open_model(api="openai", batch_size=4):
-            pass
+    with pytest.raises(ValidationError, match="batch_size > 1 needs api='native'"):
+        SGLangResource(base_url="http://127.0.0.1:1", api="openai", batch_size=4)
     with pytest.raises(ModelServerCheckError, match="not an http"):
         with open_model(base_url="ftp://example"):
-            pass
-    with pytest.raises(ModelServerCheckError, match="queue_headroom must be between 0 and 4"):
-        with open_model(queue_headroom=25):  # a percentage where a fraction is meant
             pass
 
 
@@ -348,6 +376,27 @@ def test_complete_many_works_from_threads_and_inside_a_running_event_loop(open_m
     assert outcomes == [5, 5, 5, 1]
 
 
+def test_one_event_loop_serves_the_run_and_teardown_ends_it(open_model) -> None:
+    def portal_threads() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.name == f"sglang-{MODEL}"]
+
+    async def running_loop() -> asyncio.AbstractEventLoop:
+        return asyncio.get_running_loop()
+
+    with open_model() as model:
+        assert len(portal_threads()) == 1
+        model.complete_many([classify("first")])
+        portal = model._portal  # noqa: SLF001
+        assert portal is not None
+        loop = portal.call(running_loop)
+        model.complete_many([classify("second")])
+        assert portal.call(running_loop) is loop  # the async clients stay on one loop
+    assert portal_threads() == []  # torn down: the portal stopped and its thread joined
+    assert model._portal is None  # noqa: SLF001
+    with pytest.raises(ModelServerError, match="not set up"):
+        model.complete(classify())
+
+
 # ----------------------------------------------------------------------------- errors and retries
 
 
@@ -372,6 +421,54 @@ def test_transient_faults_are_retried_until_success(
     assert reply.retries == 2
     stats = server.stats()
     assert stats.faults == {fault: 2} and stats.responses_ok == 1
+
+
+@pytest.fixture
+def waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The waits between tries, recorded instead of slept."""
+    recorded: list[float] = []
+
+    async def record(seconds: float) -> None:
+        recorded.append(seconds)
+
+    monkeypatch.setattr(retrying, "async_sleep", record)
+    return recorded
+
+
+def test_retries_back_off_exponentially_to_the_ceiling(
+    server: SGLangTestServer, open_model, waits: list[float]
+) -> None:
+    server.set_faults(FaultPlan(sequence=["http_503"] * 4))
+    backoff = {"retry_backoff_base_s": 0.1, "retry_backoff_max_s": 0.25}
+    with open_model(**backoff, retry_jitter=0.0) as model:
+        assert model.complete(classify()).retries == 4
+    assert waits == pytest.approx([0.1, 0.2, 0.25, 0.25])
+
+
+def test_retry_jitter_shortens_each_wait_by_up_to_its_fraction(
+    server: SGLangTestServer, open_model, waits: list[float]
+) -> None:
+    server.set_faults(FaultPlan(sequence=["http_503"] * 12))
+    backoff = {"retry_backoff_base_s": 0.1, "retry_backoff_max_s": 0.1}
+    with open_model(**backoff, retry_jitter=0.5, retry_max_attempts=13) as model:
+        model.complete(classify())
+    assert len(waits) == 12
+    assert all(0.05 <= wait <= 0.1 for wait in waits)
+    assert len(set(waits)) > 1 and min(waits) < 0.09  # drawn, not the full backoff every time
+
+
+def test_a_retry_after_header_is_honoured_up_to_the_ceiling(
+    server: SGLangTestServer, open_model, waits: list[float]
+) -> None:
+    server.set_faults(FaultPlan(sequence=["http_429", "http_429"], retry_after_s=2))
+    with open_model(retry_backoff_base_s=0.01, retry_backoff_max_s=5.0) as model:
+        model.complete(classify())
+    assert waits == [2.0, 2.0]
+    waits.clear()
+    server.set_faults(FaultPlan(sequence=["http_503"], retry_after_s=30))
+    with open_model(retry_backoff_base_s=0.01, retry_backoff_max_s=0.5) as model:
+        model.complete(classify())
+    assert waits == [0.5]  # a server asking for longer than retry_backoff_max_s is capped
 
 
 def test_a_hung_request_times_out_and_is_retried(server: SGLangTestServer, open_model) -> None:

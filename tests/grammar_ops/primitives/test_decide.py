@@ -57,7 +57,7 @@ def test_rules_config_errors():
         catalog.resolve("decide.rules", {"rules": [{"if": "count() > 0", "then": ["bad name"]}]})
     with pytest.raises(CompositionError) as error:
         catalog.resolve("decide.rules", {"rules": [{"iff": "count() > 0", "then": ["a"]}]})
-    found = {(f.code, f.location.rsplit(".", 1)[-1]) for f in error.value.findings}
+    found = {(f.code, f.path[-1]) for f in error.value.findings}
     assert found == {("INVALID_CONFIG", "if"), ("INVALID_CONFIG", "iff")}  # missing, unknown
 
 

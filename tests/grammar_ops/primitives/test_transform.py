@@ -65,7 +65,7 @@ def test_filter_expression_errors_at_validation():
     with pytest.raises(CompositionError) as caught:
         standard_catalog().resolve("transform.filter", {"where": "amount > 1 and __import__('os')"})
     (finding,) = caught.value.findings
-    assert finding.code == "INVALID_CONFIG" and finding.location == "with.where"
+    assert finding.code == "INVALID_CONFIG" and finding.path == ("with", "where")
     assert "column 16" in finding.message and "Allowed:" in finding.message
     with pytest.raises(CompositionError, match="aggregate function `count\\(\\)`"):
         standard_catalog().resolve("transform.filter", {"where": "count() > 1"})

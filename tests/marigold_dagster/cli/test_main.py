@@ -66,6 +66,17 @@ def test_validate_lists_each_problem_and_exits_non_zero(tmp_path: Path):
     assert "steps:" in done.stderr
 
 
+def test_validate_reports_a_bad_trigger_like_any_other_problem(tmp_path: Path):
+    text = (ROOT / "templates" / "contract_digest.yaml").read_text()
+    assert 'cron: "0 2 * * *"' in text
+    (tmp_path / "contract_digest.yaml").write_text(text.replace("0 2 * * *", "0 2 30 2 *"))
+    done = marigold("validate", str(tmp_path), cwd=tmp_path)
+    assert done.returncode == 1
+    assert re.search(
+        r"contract_digest\.yaml:\d+: triggers\.schedule\.cron: .*\[INVALID_CRON\]", done.stderr
+    )
+
+
 def test_validate_of_a_folder_without_templates_says_so_and_fails(tmp_path: Path):
     done = marigold("validate", str(tmp_path), cwd=tmp_path)
     assert done.returncode == 1

@@ -64,6 +64,17 @@ def test_rows_not_a_multiple_of_the_chunk_size(run_template, instance):
     assert run.summary.step("work").detail == "5 chunks, 23 of 23 rows out, 0 failed"
 
 
+def test_a_batch_without_a_size_takes_the_measured_default(run_template, instance):
+    from marigold_dagster.template.model import DEFAULT_BATCH_ROWS, BatchSpec
+
+    assert BatchSpec().size == DEFAULT_BATCH_ROWS
+    rows = 23
+    template = batch_template("sized", rows, 5, "fail_fast", "t.mark").replace("size: 5, ", "")
+    run = run_template("sized", template, instance)
+    assert run.result.success
+    assert chunk_keys(run) == [f"work[rows_0_{rows - 1}]"], "one chunk of up to the default"
+
+
 POISON = "t.poison\n    with: {bad_ids: [7]}\n"
 
 

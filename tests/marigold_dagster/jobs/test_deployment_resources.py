@@ -13,6 +13,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from pydantic import ValidationError
 
 from marigold_dagster.jobs.definitions import build_defs
 from marigold_dagster.jobs.deployment_resources import fixed_by_deployment
@@ -132,3 +133,12 @@ def test_a_pinned_resource_keeps_its_values_and_reads_env_vars_when_it_starts(
     assert seen == ["from-the-environment"]
     with pytest.raises(dg.DagsterInvalidConfigError, match='unexpected config entry "name"'):
         probe.execute_in_process(run_config={"resources": {"model": {"config": {"name": "x"}}}})
+
+
+def test_a_resource_value_out_of_range_fails_when_definitions_load(
+    templates: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MARIGOLD_SGLANG_URL", "http://127.0.0.1:1")
+    monkeypatch.setenv("MARIGOLD_SGLANG_BATCH_SIZE", "0")
+    with pytest.raises(ValidationError, match=r"batch_size\n.*greater than or equal to 1"):
+        build_defs(templates)

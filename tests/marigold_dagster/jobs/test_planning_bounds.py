@@ -245,9 +245,9 @@ def test_a_plan_that_ends_without_what_the_next_step_reads_is_rejected_and_repla
     assert run.result.success, run.summary.render()
     rejected, accepted = step_metadata(run, "review__plan")["marigold/validation"]
     assert rejected["findings"] == [
-        "[OUTPUT_CONTRACT] steps.0: 'per_id' ends the plan, but its rows would lack ['trail'] "
-        "(it produces ['count', 'id']); the planning step's result must have ['trail']: end "
-        "the plan with steps that produce them"
+        "steps[0]: 'per_id' ends the plan, but its rows would lack ['trail'] (it produces "
+        "['count', 'id']); the planning step's result must have ['trail']: end the plan with "
+        "steps that produce them [OUTPUT_CONTRACT]"
     ]
     assert "OUTPUT_CONTRACT" in script.prompts[1]
     assert accepted["accepted"]

@@ -17,7 +17,7 @@ from dagster import (
     build_sensor_context,
 )
 
-from marigold_dagster.errors import TemplateError, TemplatesInvalid
+from marigold_dagster.errors import TemplateError
 from marigold_dagster.jobs.definitions import build_defs
 from marigold_dagster.jobs.triggers import file_run_key
 from marigold_dagster.keys import (
@@ -28,52 +28,7 @@ from marigold_dagster.keys import (
 )
 from marigold_dagster.records.correlation import correlation_tags
 from marigold_dagster.template.loader import load_template
-
-BUDGET = "budget: {max_steps: 10, max_tokens: 10, max_cost_usd: 1, max_fanout: 4}"
-
-INTAKE = f"""name: intake
-version: 2
-inputs:
-  contracts: {{kind: table}}
-  rules: {{kind: json, default: rules.json}}
-{BUDGET}
-triggers:
-  watch: {{input: contracts, folder: incoming, pattern: "*.csv", settle_s: 0}}
-steps:
-  - {{name: read, uses: t.read_input, with: {{input: contracts}}}}
-  - {{name: rules, uses: t.read_input, with: {{input: rules}}}}
-"""
-
-NIGHTLY = f"""name: nightly
-version: 3
-inputs:
-  contracts: {{kind: table}}
-{BUDGET}
-triggers:
-  schedule: {{cron: "0 2 * * *", timezone: Europe/Berlin, inputs: {{contracts: data/c.csv}}}}
-steps:
-  - {{name: read, uses: t.read_input, with: {{input: contracts}}}}
-"""
-
-REVIEW = f"""name: review
-version: 1
-inputs:
-  contracts: {{kind: table}}
-{BUDGET}
-steps:
-  - {{name: read, uses: t.read_input, with: {{input: contracts}}}}
-"""
-
-FOLLOW_UP = f"""name: follow_up
-version: 4
-inputs:
-  contracts: {{kind: table}}
-{BUDGET}
-triggers:
-  after: {{template: review, status: success}}
-steps:
-  - {{name: read, uses: t.read_input, with: {{input: contracts}}}}
-"""
+from tests.support.trigger_templates import FOLLOW_UP, INTAKE, NIGHTLY, REVIEW
 
 
 def drop(folder: Path, name: str, text: str = "id\n1\n", age_s: float = 60) -> Path:
@@ -231,71 +186,6 @@ def test_after_with_inputs_none_passes_nothing_and_untagged_parents_are_their_ow
     )
     assert request.run_config == {}
     assert request.tags[PARENT_CORRELATION_TAG] == parent.run_id
-
-
-def problems_of(error: TemplatesInvalid) -> str:
-    return "\n".join(str(e) for e in error.errors)
-
-
-@pytest.mark.parametrize(
-    ("triggers", "expected"),
-    [
-        (
-            'watch: {input: contract, folder: in, pattern: "*.csv"}',
-            "triggers.watch.input: 'bad' has no input 'contract'; declared: contracts, rules "
-            "[UNKNOWN_INPUT]",
-        ),
-        (
-            "watch: {input: rules, folder: in}",
-            "triggers.watch: input 'contracts' has no default, so this trigger must give it: "
-            "its path in `inputs` [MISSING_INPUT]",
-        ),
-        (
-            'schedule: {cron: "0 2 30 2 *", inputs: {contracts: c.csv}}',
-            "triggers.schedule.cron: '0 2 30 2 *' is not a cron expression Dagster accepts",
-        ),
-        (
-            "after: {template: nowhere}",
-            "triggers.after.template: 'nowhere': no such template here; templates it can "
-            "follow: other [UNKNOWN_TEMPLATE]",
-        ),
-        (
-            "after: {template: bad}",
-            "triggers.after.template: 'bad': a template cannot follow itself; templates it "
-            "can follow: other [UNKNOWN_TEMPLATE]",
-        ),
-        (
-            "after: {template: other, inputs: {contracts: papers}}",
-            "triggers.after.inputs.contracts: 'other' has no input 'papers'; its inputs: "
-            "contracts [UNKNOWN_INPUT]",
-        ),
-    ],
-)
-def test_trigger_problems_fail_the_definitions_with_file_line_and_field(
-    write_template, catalog, triggers, expected
-):
-    write_template("other", REVIEW.replace("name: review", "name: other"))
-    text = INTAKE.replace("name: intake", "name: bad").replace(
-        '  watch: {input: contracts, folder: incoming, pattern: "*.csv", settle_s: 0}',
-        f"  {triggers}",
-    )
-    path = write_template("bad", text)
-    with pytest.raises(TemplatesInvalid) as raised:
-        build_defs(path.parent, catalog=catalog)
-    message = problems_of(raised.value)
-    assert f"{path}:8: {expected}" in message
-
-
-def test_follow_ups_in_a_loop_are_refused(write_template, catalog):
-    write_template(
-        "review", REVIEW.replace(BUDGET, f"{BUDGET}\ntriggers: {{after: {{template: follow_up}}}}")
-    )
-    path = write_template("follow_up", FOLLOW_UP)
-    with pytest.raises(TemplatesInvalid) as raised:
-        build_defs(path.parent, catalog=catalog)
-    message = problems_of(raised.value)
-    assert "follow-ups form a loop (follow_up -> review -> follow_up)" in message
-    assert "follow-ups form a loop (review -> follow_up -> review)" in message
 
 
 @pytest.mark.parametrize(

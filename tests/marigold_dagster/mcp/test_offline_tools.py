@@ -181,7 +181,7 @@ VALIDATORS = [
     "marigold_dagster/template/frame.py",
     "marigold_dagster/planning/validation.py",
     "marigold_dagster/planning/planner.py",
-    "marigold_dagster/jobs/triggers.py",
+    "marigold_dagster/template/trigger_checks.py",
 ]
 
 

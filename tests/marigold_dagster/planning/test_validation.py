@@ -115,7 +115,7 @@ def codes(verdict: Verdict) -> set[str]:
 
 def test_text_that_is_not_json_is_a_schema_finding():
     finding = only(validate_fragment('{"reasoning": "x", "steps": [', SCOPE), "SCHEMA")
-    assert finding.location == ""
+    assert finding.path == ()
     assert "the answer is not JSON" in finding.message
 
 
@@ -129,20 +129,20 @@ def test_json_text_is_parsed_and_validated_like_the_value():
 def test_values_of_the_wrong_type_are_schema_findings_naming_the_expected_type():
     verdict = validate_fragment({"reasoning": 5, "steps": {"a": 1}, "done": "yes"}, SCOPE)
     assert not verdict.accepted
-    found = {f.location: f for f in verdict.findings}
+    found = {f.path: f for f in verdict.findings}
     assert codes(verdict) == {"SCHEMA"}
-    assert set(found) == {"reasoning", "steps", "done"}
+    assert set(found) == {("reasoning",), ("steps",), ("done",)}
     # The offending value and the expected type, not the schema library's wording around them.
-    assert all(word in found["reasoning"].message for word in ("5", "string"))
-    assert "array" in found["steps"].message
-    assert all(word in found["done"].message for word in ("'yes'", "boolean"))
+    assert all(word in found["reasoning",].message for word in ("5", "string"))
+    assert "array" in found["steps",].message
+    assert all(word in found["done",].message for word in ("'yes'", "boolean"))
 
 
 def test_a_step_field_of_the_wrong_type_is_located_at_that_field():
     bad = step("a", "t.mark")
     bad["depends_on"] = "load"
     finding = only(validate_fragment(fragment(bad), SCOPE), "SCHEMA")
-    assert finding.location == "steps.0.depends_on"
+    assert finding.path == ("steps", 0, "depends_on")
     assert all(word in finding.message for word in ("'load'", "array"))
 
 
@@ -151,18 +151,18 @@ def test_a_missing_required_key_is_a_schema_finding_listing_the_keys():
     del answer["done"]
     del answer["steps"][0]["reason"]
     verdict = validate_fragment(answer, SCOPE)
-    found = {f.location: f.message for f in verdict.findings}
+    found = {f.path: f.message for f in verdict.findings}
     assert codes(verdict) == {"SCHEMA"}
-    assert "'done'" in found[""]
-    assert found[""].endswith("; the keys here are: reasoning, steps, done")
-    assert "'reason'" in found["steps.0"]
-    assert "id, with, depends_on, reason, uses" in found["steps.0"]
+    assert "'done'" in found[()]
+    assert found[()].endswith("; the keys here are: reasoning, steps, done")
+    assert "'reason'" in found["steps", 0]
+    assert "id, with, depends_on, reason, uses" in found["steps", 0]
 
 
 def test_an_unexpected_key_is_a_schema_finding_listing_the_keys_allowed():
     bad = {**step("a", "t.mark"), "priority": 1}
     finding = only(validate_fragment(fragment(bad), SCOPE), "SCHEMA")
-    assert finding.location == "steps.0"
+    assert finding.path == ("steps", 0)
     assert "'priority' was unexpected" in finding.message
     assert "the keys here are: id, with, depends_on, reason, uses" in finding.message
 
@@ -186,7 +186,7 @@ def test_a_steps_value_that_is_not_a_list_is_a_schema_finding_not_a_crash():
     for steps in (1, True, 2.5, None, "abc", {"id": "a"}):
         verdict = validate_fragment({"reasoning": "", "steps": steps, "done": False}, SCOPE)
         assert codes(verdict) == {"SCHEMA"}
-        assert [f.location for f in verdict.findings] == ["steps"]
+        assert [f.path for f in verdict.findings] == [("steps",)]
 
 
 def test_a_huge_value_is_not_echoed_in_full_into_the_findings():
@@ -205,7 +205,7 @@ def test_a_name_outside_the_catalog_is_unknown_capability_listing_what_is_allowe
         validate_fragment(fragment(step("wipe", "t.delete_everything")), SCOPE),
         "UNKNOWN_CAPABILITY",
     )
-    assert finding.location == "steps.0.uses"
+    assert finding.path == ("steps", 0, "uses")
     assert "handler 't.delete_everything' not found" in finding.message
     assert "allowed: " + ", ".join(sorted(PRESETS)) in finding.message
 
@@ -216,7 +216,7 @@ def test_a_catalog_capability_the_step_does_not_allow_is_not_allowed():
         validate_fragment(fragment(step("sort", "llm.classify", field="text")), SCOPE),
         "NOT_ALLOWED",
     )
-    assert finding.location == "steps.0.uses"
+    assert finding.path == ("steps", 0, "uses")
     assert "handler 'llm.classify' not found" in finding.message
     assert "allowed: " + ", ".join(sorted(PRESETS)) in finding.message
 
@@ -225,7 +225,7 @@ def test_a_catalog_capability_the_step_does_not_allow_is_not_allowed():
 def test_compose_where_dynamic_composition_is_off_is_composition_not_allowed(scope):
     answer = fragment(composed("a", [{"use": "transform.filter", "with": {}}]))
     finding = only(validate_fragment(answer, scope), "COMPOSITION_NOT_ALLOWED")
-    assert finding.location == "steps.0.compose"
+    assert finding.path == ("steps", 0, "compose")
     assert "does not allow dynamic composition" in finding.message
     assert "use one of: acquire.read_table" in finding.message
 
@@ -236,7 +236,7 @@ def test_composing_a_primitive_outside_composable_is_not_allowed():
                        {"use": "llm.classify", "with": {}}])
     )  # fmt: skip
     finding = only(validate_fragment(answer, COMPOSING), "NOT_ALLOWED")
-    assert finding.location == "steps.0.compose.1.use"
+    assert finding.path == ("steps", 0, "compose", 1, "use")
     assert "primitive 'llm.classify' may not be composed here" in finding.message
     assert "composable: acquire.read_table, transform.filter, transform.select" in finding.message
 
@@ -244,26 +244,26 @@ def test_composing_a_primitive_outside_composable_is_not_allowed():
 def test_composing_a_name_outside_the_catalog_is_unknown_capability():
     answer = fragment(composed("a", [{"use": "t.nope", "with": {}}]))
     finding = only(validate_fragment(answer, COMPOSING), "UNKNOWN_CAPABILITY")
-    assert finding.location == "steps.0.compose.0.use"
+    assert finding.path == ("steps", 0, "compose", 0, "use")
     assert "composable: acquire.read_table" in finding.message
 
 
 def test_bad_config_for_an_allowed_capability_is_invalid_config_at_the_field():
     answer = fragment(step("more", "t.explode", copies="many"))
     finding = only(validate_fragment(answer, SCOPE), "INVALID_CONFIG")
-    assert finding.location == "steps.0.with.copies"
+    assert finding.path == ("steps", 0, "with", "copies")
     assert "integer" in finding.message
 
 
 def test_a_missing_required_config_field_is_invalid_config():
     finding = only(validate_fragment(fragment(step("n", "t.rows")), SCOPE), "INVALID_CONFIG")
-    assert finding.location == "steps.0.with.n"
+    assert finding.path == ("steps", 0, "with", "n")
 
 
 def test_a_capability_given_a_kind_it_does_not_accept_is_kind_mismatch():
     answer = fragment(step("more", "t.explode", ["earlier"], copies=2))
     finding = only(validate_fragment(answer, SCOPE), "KIND_MISMATCH")
-    assert finding.location.startswith("steps.0")
+    assert finding.path[:2] == ("steps", 0)
     assert "`t.explode` expects Records or Table, got Json" in finding.message
 
 
@@ -273,7 +273,7 @@ def test_kinds_flow_from_planned_step_to_planned_step():
         step("more", "t.explode", ["words"], copies=2),
     )
     finding = only(validate_fragment(answer, SCOPE), "KIND_MISMATCH")
-    assert finding.location.startswith("steps.1")
+    assert finding.path[:2] == ("steps", 1)
     assert "got Json" in finding.message
 
 
@@ -284,7 +284,7 @@ def test_kinds_flow_from_planned_step_to_planned_step():
 def test_changing_a_pinned_key_is_pinned_config_naming_the_pinned_value():
     answer = fragment(step("some", "transform.filter", where="true"))
     finding = only(validate_fragment(answer, SCOPE), "PINNED_CONFIG")
-    assert finding.location == "steps.0.with"
+    assert finding.path == ("steps", 0, "with")
     assert "the template pins ['where'] for 'transform.filter'" in finding.message
     assert "use the pinned values {'where': 'id < 2'}" in finding.message
 
@@ -297,21 +297,21 @@ def test_repeating_a_pinned_value_is_accepted():
 def test_giving_a_path_is_pinned_config():
     answer = fragment(step("read", "acquire.read_table", path="/etc/passwd"))
     finding = only(validate_fragment(answer, SCOPE), "PINNED_CONFIG")
-    assert finding.location == "steps.0.with.path"
+    assert finding.path == ("steps", 0, "with", "path")
     assert "a plan cannot choose file paths; read results through depends_on" in finding.message
 
 
 def test_a_composed_primitive_is_held_to_its_pins():
     answer = fragment(composed("a", [{"use": "transform.filter", "with": {"where": "true"}}]))
     finding = only(validate_fragment(answer, COMPOSING), "PINNED_CONFIG")
-    assert finding.location == "steps.0.compose[0].with"
+    assert finding.path == ("steps", 0, "compose", 0, "with")
     assert "use the pinned values {'where': 'id < 2'}" in finding.message
 
 
 def test_a_composed_primitive_cannot_be_given_a_path():
     entries = [{"use": "acquire.read_table", "with": {"path": "/etc/passwd"}}]
     finding = only(validate_fragment(fragment(composed("a", entries)), COMPOSING), "PINNED_CONFIG")
-    assert finding.location == "steps.0.compose[0].with.path"
+    assert finding.path == ("steps", 0, "compose", 0, "with", "path")
 
 
 def test_a_composed_primitive_gets_its_pinned_config():
@@ -324,20 +324,20 @@ def test_a_composed_primitive_gets_its_pinned_config():
 
 
 @pytest.mark.parametrize(
-    ("answer", "scope", "location"),
+    ("answer", "scope", "path"),
     [
-        (fragment(step("read", "t.read_input", input="contracts")), SCOPE, "steps.0.uses"),
+        (fragment(step("read", "t.read_input", input="contracts")), SCOPE, ("steps", 0, "uses")),
         (
             fragment(composed("a", [{"use": "acquire.read_table", "with": {"input": "x"}}])),
             COMPOSING,
-            "steps.0.compose",
+            ("steps", 0, "compose"),
         ),
     ],
     ids=["uses", "compose"],
 )
-def test_a_planned_step_cannot_read_template_inputs(answer, scope, location):
+def test_a_planned_step_cannot_read_template_inputs(answer, scope, path):
     finding = only(validate_fragment(answer, scope), "NOT_ALLOWED")
-    assert finding.location == location
+    assert finding.path == path
     assert "planned steps cannot read template inputs" in finding.message
 
 
@@ -354,24 +354,28 @@ def test_a_value_only_equal_to_a_pin_runs_with_the_pinned_value():
 
 def test_an_id_equal_to_a_template_step_is_a_frame_violation():
     finding = only(validate_fragment(fragment(step("finish", "t.mark")), SCOPE), "FRAME_VIOLATION")
-    assert finding.location == "steps.0.id"
+    assert finding.path == ("steps", 0, "id")
     assert "'finish' is a template step" in finding.message
     assert "choose another id" in finding.message
 
 
 @pytest.mark.parametrize(
-    ("answer", "location", "key"),
+    ("answer", "path", "key"),
     [
-        ({**fragment(step("a", "t.mark")), "converge": ["a"]}, "converge", "converge"),
-        ({**fragment(step("a", "t.mark")), "kind": "planning"}, "kind", "kind"),
-        (fragment({**step("a", "t.mark"), "branches": ["x"]}), "steps.0.branches", "branches"),
-        (fragment({**step("a", "t.mark"), "kind": "converge"}), "steps.0.kind", "kind"),
-        (fragment({**step("a", "t.mark"), "steps": []}), "steps.0.steps", "steps"),
+        ({**fragment(step("a", "t.mark")), "converge": ["a"]}, ("converge",), "converge"),
+        ({**fragment(step("a", "t.mark")), "kind": "planning"}, ("kind",), "kind"),
+        (
+            fragment({**step("a", "t.mark"), "branches": ["x"]}),
+            ("steps", 0, "branches"),
+            "branches",
+        ),
+        (fragment({**step("a", "t.mark"), "kind": "converge"}), ("steps", 0, "kind"), "kind"),
+        (fragment({**step("a", "t.mark"), "steps": []}), ("steps", 0, "steps"), "steps"),
     ],
 )
-def test_frame_keys_at_the_top_or_in_a_step_are_frame_violations(answer, location, key):
+def test_frame_keys_at_the_top_or_in_a_step_are_frame_violations(answer, path, key):
     finding = only(validate_fragment(answer, SCOPE), "FRAME_VIOLATION")
-    assert finding.location == location
+    assert finding.path == path
     assert f"`{key}` belongs to the template's frame" in finding.message
     assert "{id, uses|compose, with, depends_on, reason}" in finding.message
 
@@ -381,7 +385,7 @@ def test_frame_keys_at_the_top_or_in_a_step_are_frame_violations(answer, locatio
 )
 def test_an_id_not_matching_the_pattern_is_invalid_id(bad_id):
     finding = only(validate_fragment(fragment(step(bad_id, "t.mark")), SCOPE), "INVALID_ID")
-    assert finding.location == "steps.0.id"
+    assert finding.path == ("steps", 0, "id")
     assert "must start with a letter and use only letters, digits and underscores" in (
         finding.message
     )
@@ -390,14 +394,14 @@ def test_an_id_not_matching_the_pattern_is_invalid_id(bad_id):
 def test_an_id_used_twice_in_the_fragment_is_a_duplicate_id():
     answer = fragment(step("a", "t.mark"), step("a", "t.mark"))
     finding = only(validate_fragment(answer, SCOPE), "DUPLICATE_ID")
-    assert finding.location == "steps.1.id"
+    assert finding.path == ("steps", 1, "id")
     assert "'a' is already used by an earlier step of this fragment" in finding.message
     assert "new, unique id" in finding.message
 
 
 def test_an_id_equal_to_an_existing_result_is_a_duplicate_id():
     finding = only(validate_fragment(fragment(step("earlier", "t.mark")), SCOPE), "DUPLICATE_ID")
-    assert finding.location == "steps.0.id"
+    assert finding.path == ("steps", 0, "id")
     assert "'earlier' is already used by an existing result" in finding.message
 
 
@@ -408,7 +412,7 @@ def test_an_id_equal_to_an_existing_result_is_a_duplicate_id():
 def test_depending_on_an_unknown_name_is_a_dangling_reference_listing_the_results():
     answer = fragment(step("a", "t.mark", ["load", "contracts_cleaned"]))
     finding = only(validate_fragment(answer, SCOPE), "DANGLING_REFERENCE")
-    assert finding.location == "steps.0.depends_on.1"
+    assert finding.path == ("steps", 0, "depends_on", 1)
     assert "'contracts_cleaned' is not a step or result" in finding.message
     assert "results available: a, earlier, load" in finding.message
 
@@ -417,7 +421,7 @@ def test_depending_on_a_template_step_that_is_not_visible_is_a_dangling_referenc
     finding = only(
         validate_fragment(fragment(step("a", "t.mark", ["hidden"])), SCOPE), "DANGLING_REFERENCE"
     )
-    assert finding.location == "steps.0.depends_on.0"
+    assert finding.path == ("steps", 0, "depends_on", 0)
     assert "'hidden' is a template step whose result this planning step cannot see" in (
         finding.message
     )
@@ -427,7 +431,7 @@ def test_depending_on_a_template_step_that_is_not_visible_is_a_dangling_referenc
 def test_reading_a_result_that_is_not_in_depends_on_is_a_dangling_reference():
     answer = fragment(step("a", "transform.join", ["load"], reference="finish", on=["id"]))
     finding = only(validate_fragment(answer, SCOPE), "DANGLING_REFERENCE")
-    assert finding.location == "steps.0.with"
+    assert finding.path == ("steps", 0, "with")
     assert "reads ['finish'] but does not depend on them" in finding.message
 
 
@@ -452,7 +456,7 @@ def test_reading_a_result_listed_in_depends_on_is_accepted():
 )
 def test_steps_depending_on_each_other_are_a_cycle(steps, cycle):
     finding = only(validate_fragment(fragment(*steps), SCOPE), "CYCLE")
-    assert finding.location == "steps"
+    assert finding.path == ("steps",)
     assert f"steps depend on each other in a cycle: {cycle}" == finding.message
 
 
@@ -460,7 +464,7 @@ def test_a_chain_longer_than_max_depth_is_too_deep():
     chain = [step("a", "t.mark"), step("b", "t.mark", ["a"]), step("c", "t.mark", ["b"])]
     verdict = validate_fragment(fragment(*chain), make_scope(max_depth=2))
     finding = only(verdict, "TOO_DEEP")
-    assert finding.location == "steps.2.depends_on"
+    assert finding.path == ("steps", 2, "depends_on")
     assert "'c' sits at depth 3" in finding.message
     assert "allows depth 2" in finding.message
 
@@ -468,7 +472,7 @@ def test_a_chain_longer_than_max_depth_is_too_deep():
 def test_more_steps_than_max_steps_is_too_many_steps():
     answer = fragment(*[step(f"s{i}", "t.mark") for i in range(4)])
     finding = only(validate_fragment(answer, make_scope(max_steps=3)), "TOO_MANY_STEPS")
-    assert finding.location == "steps"
+    assert finding.path == ("steps",)
     assert "4 steps, but this planning step allows at most 3; merge or drop steps" in (
         finding.message
     )
@@ -477,7 +481,7 @@ def test_more_steps_than_max_steps_is_too_many_steps():
 def test_more_steps_at_one_depth_than_max_fanout_is_over_fanout():
     answer = fragment(*[step(f"s{i}", "t.mark") for i in range(3)], step("t", "t.mark", ["s0"]))
     finding = only(validate_fragment(answer, make_scope(max_fanout=2)), "OVER_FANOUT")
-    assert finding.location == "steps"
+    assert finding.path == ("steps",)
     assert "3 steps at one depth would fan out past max_fanout 2" in finding.message
     assert "chain or merge steps" in finding.message
 
@@ -513,7 +517,7 @@ def test_a_plan_whose_terminal_step_lacks_a_contracted_column_is_output_contract
         step("kept", "transform.filter"), step("ids", "transform.select", ["kept"], fields=["id"])
     )
     finding = only(validate_fragment(narrowed, scope), "OUTPUT_CONTRACT")
-    assert finding.location == "steps.1"
+    assert finding.path == ("steps", 1)
     assert finding.message.startswith(
         "'ids' ends the plan, but its rows would lack ['count', 'trail'] (it produces ['id'])"
     )
@@ -534,7 +538,7 @@ def test_a_plan_past_the_task_step_budget_is_over_budget():
     scope = make_scope(budget=status(steps=4, max_steps=5))
     answer = fragment(step("a", "t.mark"), step("b", "t.mark"))
     finding = only(validate_fragment(answer, scope), "OVER_BUDGET")
-    assert finding.location == "steps"
+    assert finding.path == ("steps",)
     assert "past max_steps (6 of 5 steps)" in finding.message
     assert "the task has 1 steps, 100,000 tokens and $5.00 left" in finding.message
 
@@ -556,7 +560,7 @@ def test_a_plan_within_the_budget_is_accepted():
 
 def test_no_steps_without_done_is_empty_not_done():
     finding = only(validate_fragment(fragment(), SCOPE), "EMPTY_NOT_DONE")
-    assert finding.location == "steps"
+    assert finding.path == ("steps",)
     assert "a fragment with no steps must set done: true" == finding.message
 
 
@@ -922,7 +926,7 @@ def test_validation_never_raises_whatever_the_answer(answer, scope):
     event(f"first finding: {verdict.findings[0].code if verdict.findings else None}")
     assert isinstance(verdict, Verdict)
     assert verdict.accepted == (not verdict.findings)
-    assert all(f.code.isupper() and isinstance(f.location, str) for f in verdict.findings)
+    assert all(f.code.isupper() and isinstance(f.path, tuple) for f in verdict.findings)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -48,7 +48,7 @@ def test_findings_are_bounded_in_number_and_size() -> None:
 
 
 def test_the_retry_prompt_lists_a_bounded_number_of_findings() -> None:
-    findings = [Finding("DANGLING_REFERENCE", f"steps.{i}", f"problem {i}") for i in range(500)]
+    findings = [Finding("DANGLING_REFERENCE", ("steps", i), f"problem {i}") for i in range(500)]
     text = prompt_variable("## Results available\n(none)", None, [findings])
     listed = [line for line in text.splitlines() if line.startswith("- ")]
     assert len(listed) == MAX_PROMPT_FINDINGS + 1

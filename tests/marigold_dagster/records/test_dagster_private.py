@@ -41,6 +41,22 @@ def test_engine_event_data_takes_metadata():
     assert data.metadata["note"] == MetadataValue.text("x")
 
 
+def test_pythonic_config_values_keep_env_vars_as_references():
+    from dagster import EnvVar, FilesystemIOManager
+
+    from resources.sglang import SGLangResource
+
+    resource = SGLangResource(base_url="http://gpu-1:30000", api_key=EnvVar("SOME_KEY"))
+    values = dagster_private.pythonic_config_values(resource)
+    assert values is not None
+    assert values["base_url"] == "http://gpu-1:30000"
+    assert values["api_key"] == {"env": "SOME_KEY"}, "the variable's name, never its value"
+    assert dagster_private.pythonic_config_values(FilesystemIOManager(base_dir="/x")) == {
+        "base_dir": "/x"
+    }
+    assert dagster_private.pythonic_config_values(object()) is None
+
+
 def test_retry_tag_is_dagsters_own():
     from dagster._core.storage.tags import RETRY_ON_ASSET_OR_OP_FAILURE_TAG
 

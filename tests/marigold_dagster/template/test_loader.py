@@ -34,7 +34,7 @@ def test_invalid_template_names_file_line_field_and_what_is_valid(path: Path, ca
     with pytest.raises(TemplateError) as raised:
         load_template(path, catalog)
     rendered = str(raised.value)
-    problems = {(p.code, p.line, p.field) for p in raised.value.problems}
+    problems = {(p.code, p.line, p.field) for p in raised.value.findings}
     field = expected["field"] or ""
     assert (expected["code"], int(expected["line"]), field) in problems, rendered
     location = f"{path}:{expected['line']}:{' ' + field + ':' if field else ''}"
@@ -51,7 +51,7 @@ def test_every_problem_is_reported_not_just_the_first(tmp_path: Path, catalog):
     )
     with pytest.raises(TemplateError) as raised:
         load_template(path, catalog)
-    codes = sorted(p.code for p in raised.value.problems)
+    codes = sorted(p.code for p in raised.value.findings)
     assert codes == ["INVALID_NAME", "MISSING_FIELD", "NOT_POSITIVE"]
 
 

@@ -39,7 +39,7 @@ def test_a_chain_of_aliases_nesting_deeper_each_time_is_a_limit_error(
     (tmp_path / "good.yaml").write_text(GOOD)
     with pytest.raises(TemplateError) as refused:
         load_template(tmp_path / "chain.yaml", catalog)
-    problem = refused.value.problems[0]
+    problem = refused.value.findings[0]
     assert problem.code == "OVER_LIMIT" and "once its aliases are expanded" in problem.message
     with pytest.raises(TemplatesInvalid) as folder:
         load_templates(tmp_path, catalog)
@@ -51,7 +51,7 @@ def test_a_key_written_twice_is_refused_with_both_lines(tmp_path: Path, catalog:
     path.write_text(GOOD + "allowed_hosts: [api.example.com]\nallowed_hosts: [evil.example]\n")
     with pytest.raises(TemplateError) as refused:
         load_template(path, catalog)
-    problem = refused.value.problems[0]
+    problem = refused.value.findings[0]
     assert problem.line == 7
     assert "key `allowed_hosts` appears twice in one mapping (first on line 6)" in problem.message
 
