@@ -14,16 +14,15 @@ table equals the one the same job gives in process.
 
 from __future__ import annotations
 
-import os
-import signal
 import socket
+from functools import partial
 from pathlib import Path
 
 import pytest
 from dagster import DagsterInstance
 
 from bench import crash_trial
-from tests.support.celery_workers import Worker, celery_env, celery_workers, unique_prefix
+from tests.support.celery_workers import celery_env, celery_workers, kill_on, unique_prefix
 
 ROWS, SIZE, SECONDS_PER_ROW = 96, 12, 0.08
 
@@ -33,11 +32,6 @@ def _broker_reachable() -> None:
         socket.create_connection(("127.0.0.1", 5672), timeout=5).close()
     except OSError as error:
         pytest.fail(f"RabbitMQ is not reachable at 127.0.0.1:5672: {error}")
-
-
-def _by_host(workers: list[Worker], hostname: str) -> Worker:
-    """The worker whose Celery node name (`name@host`) is `hostname`."""
-    return next(w for w in workers if w.name == hostname.partition("@")[0])
 
 
 @pytest.mark.slow
@@ -55,25 +49,17 @@ def test_a_worker_killed_inside_a_chunk_loses_and_repeats_no_row(
         monkeypatch.setenv(name, env[name])
     monkeypatch.setenv("MARIGOLD_CELERY_QUEUE_PREFIX", prefix)
 
-    def kill_worker(hostname: str) -> None:
-        _by_host(workers, hostname).kill()
-
-    def kill_step_process(hostname: str) -> None:
-        for pid in _by_host(workers, hostname).pool_pids():
-            os.kill(pid, signal.SIGKILL)
-
     results = []
     with DagsterInstance.from_config(str(home)) as instance:
         with celery_workers(home, prefix, ["dagster"], count=2) as workers:
-            kills = (kill_worker, kill_step_process)
-            for kill_at, kill in zip(crash_trial.CELERY_KILLS, kills, strict=True):
+            for kill_at in crash_trial.CELERY_KILLS:
                 result = crash_trial.run_celery_trial(
                     instance,
                     home,
                     str(template),
                     ROWS,
                     kill_at=kill_at,
-                    kill=kill,
+                    kill=partial(kill_on, workers, kill_at),
                     jitter_s=0.2,
                     trial=f"{prefix}{kill_at}",
                 )

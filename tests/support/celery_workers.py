@@ -91,6 +91,17 @@ class Worker:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
 
+def kill_on(workers: Sequence[Worker], kill_at: str, hostname: str) -> None:
+    """SIGKILL, as a Celery crash trial's `kill_at` says, the worker whose Celery node name is
+    `hostname` (`name@host`): the whole worker (`worker_mid_chunk`) or only its step processes."""
+    worker = next(w for w in workers if w.name == hostname.partition("@")[0])
+    if kill_at == "worker_mid_chunk":
+        worker.kill()
+        return
+    for pid in worker.pool_pids():
+        os.kill(pid, signal.SIGKILL)
+
+
 @contextmanager
 def celery_workers(
     home: Path, prefix: str, queues: Sequence[str], count: int = 2, timeout_s: float = 120.0
