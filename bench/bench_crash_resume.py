@@ -40,8 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dagster import DagsterInstance  # noqa: E402
 
-from bench import crash_trial as crash_resume  # noqa: E402
-from tests.support.celery_workers import (  # noqa: E402
+from harness import crash_trial as crash_resume  # noqa: E402
+from harness.celery_workers import (  # noqa: E402
     celery_env,
     celery_workers,
     kill_on,

@@ -10,21 +10,37 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
+from pathlib import Path
 
-from marigold_dagster.planning.validation import validate_fragment
-from tests.marigold_dagster.planning.test_validation import make_scope
-from tests.marigold_dagster.planning.test_validation_scaling import huge_fragment
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for harness
+
+from grammar_ops import Kind, standard_catalog  # noqa: E402
+from harness.scripted_planner import dangling_chain  # noqa: E402
+from marigold_dagster.planning.validation import PlanningScope, validate_fragment  # noqa: E402
+
+UNBOUNDED = 10**6
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--steps", type=int, nargs="+", default=[1000, 2000, 4000, 8000])
     args = parser.parse_args()
-    scope = make_scope(max_steps=10**6, max_depth=10**6, max_fanout=10**6)
+    scope = PlanningScope(
+        step="review",
+        template_steps=frozenset({"load", "review"}),
+        results={"load": (Kind.RECORDS, 10)},
+        primary="load",
+        presets={"aggregate.count": {}},
+        catalog=standard_catalog(),
+        max_steps=UNBOUNDED,
+        max_depth=UNBOUNDED,
+        max_fanout=UNBOUNDED,
+    )
     results = []
     for steps in args.steps:
-        answer = huge_fragment(steps)
+        answer = dangling_chain(steps, "aggregate.count")
         started = time.perf_counter()
         verdict = validate_fragment(answer, scope)
         results.append(

@@ -1,7 +1,7 @@
 """A template run launched as the Dagster UI launches it, against `marigold run`.
 
 Starts dagster-webserver and dagster-daemon on a fresh PostgreSQL database (the harness of
-`tests/support/deployment.py`: the project's workspace, the documented run queue), then runs the
+`harness/deployment.py`: the project's workspace, the documented run queue), then runs the
 flagship template `--runs` times each way, alternating:
 
 1. through the webserver's GraphQL `launchRun` mutation, as the Launchpad does (the run waits in
@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import psycopg2  # noqa: E402
 
-from tests.support.deployment import BIN, ROOT, DagsterDeployment  # noqa: E402
+from harness.deployment import BIN, ROOT, DagsterDeployment  # noqa: E402
 
 ADMIN = {"host": "127.0.0.1", "port": 5432, "user": "postgres", "dbname": "test"}
 

@@ -23,17 +23,17 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.support
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for harness
 
 from dagster import DagsterInstance  # noqa: E402
 
 from grammar_ops import standard_catalog  # noqa: E402
+from harness.scripted_planner import ScriptedPlanner, fragment, step  # noqa: E402
 from marigold_dagster.jobs.compiler import compile_frame  # noqa: E402
 from marigold_dagster.jobs.definitions import build_defs  # noqa: E402
 from marigold_dagster.template.loader import load_template  # noqa: E402
 from resources.sglang import SGLangResource  # noqa: E402
 from resources.sglang_test_server import SGLangTestServer  # noqa: E402
-from tests.support.planning import ScriptedPlanner, fragment, step  # noqa: E402
 
 ROOT = Path(__file__).parents[1]
 

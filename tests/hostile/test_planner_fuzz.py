@@ -18,6 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from harness.scripted_planner import TEMPLATE
 from marigold_dagster.artifacts import StepValue
 from marigold_dagster.errors import PlanRejected
 from marigold_dagster.jobs.compiler import compile_frame
@@ -29,7 +30,6 @@ from marigold_dagster.template.loader import load_template
 from resources.sglang import SGLangResource
 from resources.sglang_test_server import GenerationRequest, SGLangTestServer, default_responder
 from tests.fuzz_budget import fuzz_examples
-from tests.support.planning import TEMPLATE
 
 ALLOWED = ["t.mark", "t.explode", "t.ask_each", "llm.generate", "aggregate.count"]
 FUZZ = {

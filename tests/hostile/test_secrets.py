@@ -17,11 +17,11 @@ import pytest
 from dagster import serialize_value
 from dagster._core.storage.local_compute_log_manager import LocalComputeLogManager
 
+from harness.scripted_planner import TEMPLATE, ScriptedPlanner, fragment, step
 from marigold_dagster.jobs.compiler import compile_frame
 from marigold_dagster.template.loader import load_template
 from resources.sglang import SGLangResource
 from resources.sglang_test_server import SGLangTestServer
-from tests.support.planning import TEMPLATE, ScriptedPlanner, fragment, step
 
 API_KEY = "sk-marigold-secret-9f4c2e7a51d84b06"
 KEY_VAR = "MARIGOLD_HOSTILE_SECRET_KEY"

@@ -15,10 +15,10 @@ import pyarrow.parquet as pq
 import pytest
 from dagster import DagsterEventType, DagsterInstance, build_reconstructable_job, execute_job
 
+from harness.celery_workers import ROOT, celery_env, celery_workers, unique_prefix
 from marigold_dagster.artifacts import artifacts_dir
 from marigold_dagster.jobs.definitions import build_defs
 from marigold_dagster.keys import WORKER_KEY
-from tests.support.celery_workers import ROOT, celery_env, celery_workers, unique_prefix
 
 BATCH = """\
 name: celery_batch

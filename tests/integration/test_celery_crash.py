@@ -1,7 +1,7 @@
 """A Celery worker SIGKILLed inside a chunk loses no row and repeats none, on PostgreSQL.
 
 Two `marigold worker` processes on the machine's RabbitMQ run a batch job (8 chunks, each taking
-about a second) orchestrated by this process (see `bench/crash_trial.py`, `run_celery_trial`):
+about a second) orchestrated by this process (see `harness/crash_trial.py`, `run_celery_trial`):
 
 1. a whole worker is killed inside a chunk: its task was not acknowledged, the broker gives it
    to the other worker, and the run completes by itself;
@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 from dagster import DagsterInstance
 
-from bench import crash_trial
-from tests.support.celery_workers import celery_env, celery_workers, kill_on, unique_prefix
+from harness import crash_trial
+from harness.celery_workers import celery_env, celery_workers, kill_on, unique_prefix
 
 ROWS, SIZE, SECONDS_PER_ROW = 96, 12, 0.08
 

@@ -18,13 +18,13 @@ import pyarrow.parquet as pq
 import pytest
 from dagster import DagsterEventType, DagsterInstance
 
-from marigold_dagster.artifacts import artifacts_dir
-from marigold_dagster.jobs.definitions import build_defs
-from tests.support.deployment import (
+from harness.deployment import (
     ROOT,
     DagsterDeployment,
     documented_run_queue_block,
 )
+from marigold_dagster.artifacts import artifacts_dir
+from marigold_dagster.jobs.definitions import build_defs
 
 JOB, REPORT, POOL = "contract_review", "contract_review_report", "worker_model"
 RUNS = 8

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
+from harness.deployment import LAUNCH_RUN, DagsterDeployment
 from tests.support.counting_server import counting_server
-from tests.support.deployment import LAUNCH_RUN, DagsterDeployment
 
 TEMPLATE = """\
 name: triage

@@ -8,7 +8,7 @@ import pytest
 import yaml
 from dagster import DagsterInstance
 
-from tests.support.deployment import documented_run_queue_block, instance_config
+from harness.deployment import documented_run_queue_block, instance_config
 
 
 @pytest.mark.integration

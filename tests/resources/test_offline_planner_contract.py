@@ -8,6 +8,7 @@ import pytest
 from dagster import build_init_resource_context
 
 from grammar_ops import Kind, standard_catalog
+from harness.scripted_planner import TEMPLATE
 from marigold_dagster.artifacts import StepValue
 from marigold_dagster.planning.budget import BudgetStatus, BudgetUse
 from marigold_dagster.planning.planner import plan_fragment
@@ -15,7 +16,6 @@ from marigold_dagster.runtime.planned import PlanProgress, plan_request
 from marigold_dagster.template.loader import load_template
 from resources.offline_model import OfflineModel
 from tests.support.capabilities import TEST_CAPABILITIES
-from tests.support.planning import TEMPLATE
 
 ROOT = Path(__file__).parents[2]
 CONTRACTS = [

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.deployment import DagsterDeployment, acquire_shared, release_shared
+from harness.deployment import DagsterDeployment, acquire_shared, release_shared
 
 
 @pytest.fixture(scope="session")

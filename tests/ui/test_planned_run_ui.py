@@ -21,7 +21,7 @@ import pytest
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Page, expect
 
-from tests.support.deployment import ROOT, DagsterDeployment
+from harness.deployment import ROOT, DagsterDeployment
 
 JOB, PLANNING_STEP = "contract_review", "deep_review"
 PLANNED_STEP_KEY = re.compile(rf"^{PLANNING_STEP}__L\d+\[(?P<id>[A-Za-z0-9_]+)\]$")

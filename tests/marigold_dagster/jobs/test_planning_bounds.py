@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from dagster import DagsterInstance
 
+from harness.scripted_planner import TEMPLATE, ScriptedPlanner, fragment, step
 from marigold_dagster.jobs.compiler import compile_frame
 from marigold_dagster.jobs.model_binding import model_resources
 from marigold_dagster.records.budget_use import budget_use
@@ -22,7 +23,6 @@ from resources.pricing import (
 )
 from resources.sglang_test_server import ScriptedAnswer, SGLangTestServer
 from resources.token_count import count_tokens
-from tests.support.planning import TEMPLATE, ScriptedPlanner, fragment, step
 from tests.support.template_run import TemplateRun
 
 MODELS = ["planner_model", "worker_model"]

@@ -14,6 +14,7 @@ from dagster import (
     execute_job,
 )
 
+from harness.scripted_planner import TEMPLATE, ScriptedPlanner, fragment, step
 from marigold_dagster.jobs.compiler import compile_frame
 from marigold_dagster.records.run_summary import summarise_run
 from marigold_dagster.template.loader import load_template
@@ -22,7 +23,6 @@ from resources.sglang_test_server import (
     ScriptedAnswer,
     SGLangTestServer,
 )
-from tests.support.planning import TEMPLATE, ScriptedPlanner, fragment, step
 from tests.support.template_run import TemplateRun
 
 VALID = fragment(

@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 from dagster import DagsterInstance
 
+from harness.scripted_planner import ScriptedPlanner, fragment, step
 from marigold_dagster.jobs.compiler import compile_frame
 from marigold_dagster.records.run_summary import summarise_run
 from marigold_dagster.template.loader import load_template
 from resources.sglang import SGLangResource
 from resources.sglang_test_server import FaultPlan, SGLangTestServer
-from tests.support.planning import ScriptedPlanner, fragment, step
 from tests.support.template_run import TemplateRun
 
 HEADER = """version: 1

@@ -18,7 +18,8 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from grammar_ops import Finding, Kind, standard_catalog
+from grammar_ops import Finding, Kind
+from harness.scripted_planner import step
 from marigold_dagster.planning.budget import (
     DEFAULT_ANSWER_TOKENS,
     ESTIMATED_PROMPT_TOKENS,
@@ -33,61 +34,18 @@ from marigold_dagster.planning.validation import (
 )
 from marigold_dagster.template.model import Budget
 from tests.fuzz_budget import fuzz_examples
-from tests.support.capabilities import TEST_CAPABILITIES
-
-CATALOG = standard_catalog().extended(TEST_CAPABILITIES)
-TEMPLATE_STEPS = frozenset({"load", "hidden", "review", "finish"})
-# `load` is a visible upstream template step; `earlier` a planned step of an earlier phase.
-RESULTS: dict[str, tuple[Kind, int | None]] = {
-    "load": (Kind.RECORDS, 10),
-    "earlier": (Kind.JSON, None),
-}
-PRESETS: dict[str, dict[str, Any]] = {
-    "t.mark": {},
-    "t.rows": {},
-    "t.explode": {},
-    "t.ask_each": {},
-    "t.route": {},
-    "t.read_input": {},
-    "aggregate.count": {},
-    "llm.generate": {"max_tokens": 100, "include_input": False},
-    "transform.filter": {"where": "id < 2"},
-    "transform.select": {},
-    "transform.join": {},
-    "acquire.read_table": {},
-}
-COMPOSABLE = frozenset({"transform.filter", "transform.select", "acquire.read_table"})
-LOAD_ROWS = 10
-
-
-def make_scope(**overrides: Any) -> PlanningScope:
-    fields: dict[str, Any] = {
-        "step": "review",
-        "template_steps": TEMPLATE_STEPS,
-        "results": RESULTS,
-        "primary": "load",
-        "presets": PRESETS,
-        "catalog": CATALOG,
-        "max_steps": 6,
-        "max_depth": 3,
-        "max_fanout": 4,
-    }
-    fields.update(overrides)
-    return PlanningScope(**fields)
-
+from tests.support.planning_scope import (
+    CATALOG,
+    COMPOSABLE,
+    LOAD_ROWS,
+    PRESETS,
+    RESULTS,
+    TEMPLATE_STEPS,
+    make_scope,
+)
 
 SCOPE = make_scope()
 COMPOSING = make_scope(allow_dynamic_composition=True, composable=COMPOSABLE)
-
-
-def step(id: str, uses: str, depends_on: list[str] | None = None, **config: Any) -> dict:
-    return {
-        "id": id,
-        "uses": uses,
-        "with": config,
-        "depends_on": depends_on or [],
-        "reason": f"{id} because the goal asks for it",
-    }
 
 
 def composed(id: str, entries: list[dict], depends_on: list[str] | None = None) -> dict:

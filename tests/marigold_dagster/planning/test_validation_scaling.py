@@ -10,34 +10,16 @@ machine.
 
 from __future__ import annotations
 
-from typing import Any
-
 from grammar_ops import Finding
+from harness.scripted_planner import dangling_chain
 from marigold_dagster.planning.prompt import MAX_PROMPT_FINDINGS, prompt_variable
 from marigold_dagster.planning.validation import MAX_FINDINGS, validate_fragment
-from tests.marigold_dagster.planning.test_validation import make_scope
-
-
-def huge_fragment(steps: int) -> dict[str, Any]:
-    return {
-        "reasoning": "many",
-        "done": False,
-        "steps": [
-            {
-                "id": f"s{i}",
-                "uses": "t.mark",
-                "with": {},
-                "depends_on": ([f"s{i - 1}"] if i else []) + [f"missing{i}"],
-                "reason": "r",
-            }
-            for i in range(steps)
-        ],
-    }
+from tests.support.planning_scope import make_scope
 
 
 def test_findings_are_bounded_in_number_and_size() -> None:
     scope = make_scope(max_steps=10_000, max_depth=10_000, max_fanout=10_000)
-    verdict = validate_fragment(huge_fragment(3_000), scope)
+    verdict = validate_fragment(dangling_chain(3_000, "t.mark"), scope)
     assert not verdict.accepted
     assert len(verdict.findings) == MAX_FINDINGS
     assert verdict.findings[-1].code == "TOO_MANY_FINDINGS"

@@ -4,7 +4,7 @@ Each trial runs the batch job in a child process on a persistent instance on the
 PostgreSQL, kills it at a point anchored on the run's progress plus a random delay (before the
 run exists, before any step, inside the split, inside a chunk, with chunks not yet started,
 inside the merge, after the last step, after the run finished), marks the dead run failed and
-re-executes it from failure (see `bench/crash_trial.py`). A planned segment
+re-executes it from failure (see `harness/crash_trial.py`). A planned segment
 killed after its plan was accepted resumes with that plan: the planner is not asked again.
 """
 
@@ -23,9 +23,9 @@ from dagster import (
     execute_job,
 )
 
-from bench import crash_trial as crash_resume
+from harness import crash_trial as crash_resume
+from harness.scripted_planner import TEMPLATE, ScriptedPlanner, fragment, step
 from resources.sglang_test_server import SGLangTestServer
-from tests.support.planning import TEMPLATE, ScriptedPlanner, fragment, step
 
 pytestmark = pytest.mark.slow
 

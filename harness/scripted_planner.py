@@ -52,6 +52,18 @@ def fragment(*steps: dict, done: bool = False, reasoning: str = "mark, then coun
     return {"reasoning": reasoning, "steps": list(steps), "done": done}
 
 
+def dangling_chain(steps: int, uses: str) -> dict:
+    """An answer of `steps` chained steps that each also name a step that does not exist: as
+    large as an answer gets, wrong in as many places."""
+    return fragment(
+        *(
+            step(f"s{i}", uses, ([f"s{i - 1}"] if i else []) + [f"missing{i}"])
+            for i in range(steps)
+        ),
+        reasoning="many",
+    )
+
+
 class ScriptedPlanner:
     """Answers planner calls from a script, in order; every other call gets the default."""
 

@@ -30,7 +30,9 @@ import httpx
 import yaml
 from dagster import DagsterInstance
 
-ROOT = Path(__file__).parents[2]
+from harness.processes import start_logged
+
+ROOT = Path(__file__).parents[1]
 BIN = Path(sys.executable).parent
 QUEUE_BEGIN, QUEUE_END = "# --- run queue and pools ---", "# --- end run queue and pools ---"
 TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}
@@ -231,16 +233,7 @@ class DagsterDeployment:
             env["MARIGOLD_TEMPLATES_DIR"] = str(self.templates_dir)
         env.update(self.extra_env)
         log = self.home / f"{name}.log"
-        with log.open("wb") as sink:
-            process = subprocess.Popen(
-                command,
-                cwd=ROOT,
-                env=env,
-                stdout=sink,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,  # its own process group, killed as a whole on stop
-            )
+        process = start_logged(command, cwd=ROOT, env=env, log=log)
         self.servers.append(_Server(name, process, log))
 
     def stop(self) -> None:

@@ -70,7 +70,7 @@ from marigold_dagster.template.loader import load_template
 
 TRIAL_TAG = "marigold/crash_trial"
 IN_PROCESS = {"execution": {"config": {"in_process": {}}}}
-MODULE = "bench.crash_trial"
+MODULE = "harness.crash_trial"
 MERGE_STEP = "work__merge"
 DEAD_LETTERS = "work__dead_letters.parquet"
 CELERY_WORKER_KEY = "Celery worker"

@@ -21,7 +21,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).parents[2]
+from harness.processes import start_logged
+
+ROOT = Path(__file__).parents[1]
 BIN = Path(sys.executable).parent
 BROKER = "pyamqp://guest@127.0.0.1:5672//"
 
@@ -115,16 +117,7 @@ def celery_workers(
             log = home / f"{name}.log"
             command = [str(BIN / "marigold"), "worker", "-n", name, "--concurrency", "1"]
             command += [arg for queue in queues for arg in ("-q", queue)]
-            with log.open("wb") as sink:
-                process = subprocess.Popen(
-                    command,
-                    cwd=ROOT,
-                    env=env,
-                    stdout=sink,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                    start_new_session=True,
-                )
+            process = start_logged(command, cwd=ROOT, env=env, log=log)
             workers.append(Worker(name, process, log))
         deadline = time.monotonic() + timeout_s
         while not all(" ready." in w.log.read_text(errors="replace") for w in workers):
