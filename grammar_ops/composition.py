@@ -170,17 +170,18 @@ def config_keys_at(model: type[BaseModel], loc: tuple[str | int, ...]) -> list[s
         field = current.model_fields.get(part) or next(
             (f for f in current.model_fields.values() if f.alias == part), None
         )
-        current = _model_in(field.annotation) if field is not None else None
+        current = model_in(field.annotation) if field is not None else None
     if current is None:
         return []
     return [field.alias or name for name, field in current.model_fields.items()]
 
 
-def _model_in(annotation: Any) -> type[BaseModel] | None:
+def model_in(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model an annotation holds (itself, or inside `X | None`, `list[X]`, ...)."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
     for arg in getattr(annotation, "__args__", ()):
-        found = _model_in(arg)
+        found = model_in(arg)
         if found is not None:
             return found
     return None

@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from grammar_ops import Catalog, Finding, standard_catalog
+from grammar_ops.composition import model_in
 from marigold_dagster.errors import (
     MarigoldError,
     TemplateError,
@@ -280,7 +281,7 @@ def _fields_at(loc: tuple[str | int, ...], step_kind: str | None = None) -> list
         )
         if field is None:
             return []
-        inner = _model_in(field.annotation)
+        inner = model_in(field.annotation)
         if inner is None:
             return []
         model = inner
@@ -311,13 +312,3 @@ _STEP_FIELD_ORDER = [
     "pool",
     "tags",
 ]
-
-
-def _model_in(annotation: Any) -> type[BaseModel] | None:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in getattr(annotation, "__args__", ()):
-        found = _model_in(arg)
-        if found is not None:
-            return found
-    return None
