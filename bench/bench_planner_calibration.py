@@ -44,6 +44,7 @@ import dagster as dg
 import pyarrow.csv as pacsv
 
 from grammar_ops import Kind, ModelCall, ModelError, ModelReply
+from grammar_ops.model import complete_each
 from marigold_dagster.artifacts import StepValue, store_value
 from marigold_dagster.errors import PlanRejected
 from marigold_dagster.planning.budget import BudgetStatus, BudgetUse
@@ -148,13 +149,7 @@ class Tight:
         return self.model.complete(call)
 
     def complete_many(self, calls: Sequence[ModelCall]) -> list[ModelReply | ModelError]:
-        results: list[ModelReply | ModelError] = []
-        for call in calls:
-            try:
-                results.append(self.complete(call))
-            except ModelError as error:
-                results.append(error)
-        return results
+        return complete_each(self.complete, calls)
 
 
 class FreeText:
@@ -180,13 +175,7 @@ class FreeText:
         return replace(reply, value=value)
 
     def complete_many(self, calls: Sequence[ModelCall]) -> list[ModelReply | ModelError]:
-        results: list[ModelReply | ModelError] = []
-        for call in calls:
-            try:
-                results.append(self.complete(call))
-            except ModelError as error:
-                results.append(error)
-        return results
+        return complete_each(self.complete, calls)
 
 
 def first_json_object(text: str) -> Any:

@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -117,6 +117,20 @@ class ModelClient(Protocol):
         decides what a partial failure means.
         """
         ...
+
+
+def complete_each(
+    complete: Callable[[ModelCall], ModelReply], calls: Sequence[ModelCall]
+) -> list[ModelReply | ModelError]:
+    """`complete_many` for a client that answers one call at a time: each call in order, a
+    failed one yielding its `ModelError` in place."""
+    results: list[ModelReply | ModelError] = []
+    for call in calls:
+        try:
+            results.append(complete(call))
+        except ModelError as error:
+            results.append(error)
+    return results
 
 
 @dataclass

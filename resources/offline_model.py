@@ -38,7 +38,7 @@ from typing import Any
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
-from grammar_ops.model import ModelCall, ModelError, ModelReply
+from grammar_ops.model import ModelCall, ModelError, ModelReply, complete_each
 from resources.json_schema_instances import conform_instance, generate_instance
 from resources.model_usage import ModelUsage
 from resources.regex_choices import literal_alternatives
@@ -181,13 +181,7 @@ class OfflineModel(dg.ConfigurableResource):
 
     def complete_many(self, calls: Sequence[ModelCall]) -> list[ModelReply | ModelError]:
         """Answer each call in order; a call rules cannot answer yields its `ModelError`."""
-        results: list[ModelReply | ModelError] = []
-        for call in calls:
-            try:
-                results.append(self.complete(call))
-            except ModelError as error:
-                results.append(error)
-        return results
+        return complete_each(self.complete, calls)
 
     # ----------------------------------------------------------------- rules
 

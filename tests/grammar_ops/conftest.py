@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from grammar_ops import ModelCall, ModelError, ModelReply, PrimitiveContext
+from grammar_ops.model import complete_each
 
 REGIONS = ["EU", "US", "APAC"]
 LEVELS = ["low", "medium", "high"]
@@ -66,13 +67,7 @@ class FakeModelClient:
         )
 
     def complete_many(self, calls: Sequence[ModelCall]) -> list[ModelReply | ModelError]:
-        results: list[ModelReply | ModelError] = []
-        for call in calls:
-            try:
-                results.append(self.complete(call))
-            except ModelError as error:
-                results.append(error)
-        return results
+        return complete_each(self.complete, calls)
 
 
 def _guess(name: str, schema: dict[str, Any], subject: str) -> Any:
