@@ -15,23 +15,7 @@ import pytest
 
 from harness.deployment import LAUNCH_RUN, DagsterDeployment
 from tests.support.counting_server import counting_server
-
-TEMPLATE = """\
-name: triage
-version: 1
-inputs:
-  rows: {kind: table, default: rows.csv}
-models: {worker: worker_model}
-budget: {max_steps: 20, max_tokens: 200000, max_cost_usd: 5.0, max_fanout: 64}
-steps:
-  - name: load
-    uses: acquire.read_table
-    with: {input: rows}
-  - name: label
-    depends_on: [load]
-    uses: classify_records
-    with: {field: text, labels: [low, high], output_field: risk}
-"""
+from tests.support.triage_template import TRIAGE_TEMPLATE
 
 
 @pytest.mark.slow
@@ -40,7 +24,7 @@ def test_graphql_launch_with_resource_or_io_manager_config_is_refused(
 ) -> None:
     templates = tmp_path / "templates"
     templates.mkdir()
-    (templates / "triage.yaml").write_text(TEMPLATE)
+    (templates / "triage.yaml").write_text(TRIAGE_TEMPLATE)
     (templates / "rows.csv").write_text("text\nlate payment penalty\n")
     with counting_server() as deployed, counting_server() as launcher:
         env = {

@@ -20,23 +20,7 @@ from marigold_dagster.jobs.deployment_resources import fixed_by_deployment
 from resources.offline_model import OfflineModel
 from resources.sglang_test_server import SGLangTestServer
 from tests.support.counting_server import CountingServer, counting_server
-
-TEMPLATE = """\
-name: triage
-version: 1
-inputs:
-  rows: {kind: table, default: rows.csv}
-models: {worker: worker_model}
-budget: {max_steps: 20, max_tokens: 200000, max_cost_usd: 5.0, max_fanout: 64}
-steps:
-  - name: load
-    uses: acquire.read_table
-    with: {input: rows}
-  - name: label
-    depends_on: [load]
-    uses: classify_records
-    with: {field: text, labels: [low, high], output_field: risk}
-"""
+from tests.support.triage_template import TRIAGE_TEMPLATE
 
 
 @pytest.fixture
@@ -50,7 +34,7 @@ def launcher_server() -> Iterator[CountingServer]:
 def templates(tmp_path: Path) -> Path:
     folder = tmp_path / "templates"
     folder.mkdir()
-    (folder / "triage.yaml").write_text(TEMPLATE)
+    (folder / "triage.yaml").write_text(TRIAGE_TEMPLATE)
     (folder / "rows.csv").write_text("text\nlate payment penalty\nnothing unusual\n")
     return folder
 

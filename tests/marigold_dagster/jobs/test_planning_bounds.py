@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from dagster import DagsterInstance
 
-from harness.scripted_planner import TEMPLATE, ScriptedPlanner, fragment, step
+from harness.scripted_planner import TEMPLATE, fragment, step
 from marigold_dagster.jobs.compiler import compile_frame
 from marigold_dagster.jobs.model_binding import model_resources
 from marigold_dagster.records.budget_use import budget_use
@@ -21,18 +21,11 @@ from resources.pricing import (
     price_book,
     restore_price_book,
 )
-from resources.sglang_test_server import ScriptedAnswer, SGLangTestServer
+from resources.sglang_test_server import ScriptedAnswer
 from resources.token_count import count_tokens
 from tests.support.template_run import TemplateRun
 
 MODELS = ["planner_model", "worker_model"]
-
-
-@pytest.fixture(scope="module")
-def planner_server() -> Iterator[tuple[SGLangTestServer, ScriptedPlanner]]:
-    script = ScriptedPlanner()
-    with SGLangTestServer(model="planner-double", responder=script) as server:
-        yield server, script
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -14,27 +14,19 @@ from dagster import (
     execute_job,
 )
 
-from harness.scripted_planner import TEMPLATE, ScriptedPlanner, fragment, step
+from harness.scripted_planner import TEMPLATE, fragment, step
 from marigold_dagster.jobs.compiler import compile_frame
 from marigold_dagster.records.run_summary import summarise_run
 from marigold_dagster.template.loader import load_template
 from resources.sglang import SGLangResource
 from resources.sglang_test_server import (
     ScriptedAnswer,
-    SGLangTestServer,
 )
 from tests.support.template_run import TemplateRun
 
 VALID = fragment(
     step("mark_all", "t.mark"), step("count", "aggregate.count", ["mark_all"], by=["trail"])
 )
-
-
-@pytest.fixture(scope="module")
-def planner_server() -> Iterator[tuple[SGLangTestServer, ScriptedPlanner]]:
-    script = ScriptedPlanner()
-    with SGLangTestServer(model="planner-double", responder=script) as server:
-        yield server, script
 
 
 @pytest.fixture
